@@ -1,0 +1,35 @@
+# One entry per task. Every target bootstraps the cached environment it needs.
+SHELL := /bin/bash
+VENV = $(shell bash scripts/venv.sh core)
+
+.PHONY: venv example test test-unit lint manifests bench bench-quality testenv testenv-down clean
+
+venv:            ## create/refresh the cached 'core' environment
+	@bash scripts/venv.sh core
+
+example:         ## the main job: synthesise UCI Adult with the bundled example manifest
+	@bash scripts/example.sh
+
+test:            ## the whole suite: unit, integration, e2e (starts what it needs)
+	@bash scripts/test.sh
+
+test-unit:       ## fast pure-logic tests only
+	@bash scripts/test.sh -m unit
+
+lint:            ## ruff, mypy --strict, import-linter
+	@V=$(VENV); $$V/bin/ruff check runner operator tests benchmarks && \
+	  $$V/bin/ruff format --check runner operator && \
+	  $$V/bin/mypy && \
+	  (cd runner && PYTHONPATH=../operator $$V/bin/lint-imports --config ../pyproject.toml)
+
+bench:           ## runner vs raw SDV on UCI Adult (prints ratios; not a test)
+	@V=$(VENV); $$V/bin/python benchmarks/runner_vs_sdv.py
+
+testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
+	@bash scripts/testenv/up.sh
+
+testenv-down:    ## stop everything testenv started
+	@bash scripts/testenv/down.sh
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

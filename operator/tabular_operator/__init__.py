@@ -1,0 +1,1 @@
+"""aumos-tabular-engine operator (Kopf). The lifecycle handlers arrive with their issue."""

@@ -1,0 +1,257 @@
+"""``tabular-runner``: run a SynthesisJob on a laptop, or one stage of it in a pod.
+
+Commands::
+
+    tabular-runner run JOB.yaml --out DIR          train, generate and validate locally
+    tabular-runner stage train|generate|validate   one stage, artifacts through --store
+    tabular-runner check JOB.yaml                  validate a manifest, print the resolved spec
+    tabular-runner datasets list|export NAME PATH  real data sets shipped in packages
+
+Every deliberate error ends as one line on stderr and a non-zero exit code (see
+:mod:`tabular_runner.errors`); nothing is left half-written in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tabular_runner import __version__
+from tabular_runner.errors import GateFailedError, TabularError, UserInputError
+from tabular_runner.spec import GenerationProfile, SynthesisJob, load_manifests, parse_resource
+
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def _read_manifest(path: str) -> tuple[SynthesisJob, list[GenerationProfile], Path]:
+    file = Path(path)
+    if not file.exists():
+        raise UserInputError(path, "manifest file not found", "check the path")
+    if file.is_dir():
+        raise UserInputError(path, "is a directory, not a manifest file", "give a YAML file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(path, f"cannot be read ({exc})", "check its permissions") from None
+    resources = load_manifests(text, where=file.name)
+    jobs = [r for r in resources if isinstance(r, SynthesisJob)]
+    profiles = [r for r in resources if isinstance(r, GenerationProfile)]
+    if len(jobs) != 1:
+        raise UserInputError(
+            file.name,
+            f"holds {len(jobs)} SynthesisJob documents",
+            "put exactly one SynthesisJob in the file",
+        )
+    from tabular_runner.pipeline import resolve_profile
+
+    return resolve_profile(jobs[0], profiles), profiles, file.resolve().parent
+
+
+def _check_runnable(job: SynthesisJob) -> None:
+    if job.spec.schema_ref is not None:
+        raise UserInputError(
+            "spec.schemaRef",
+            "multi-table synthesis is not available in this version of the runner",
+            "synthesise one table with spec.source",
+        )
+    if job.spec.from_model is not None:
+        raise UserInputError(
+            "spec.fromModel",
+            "re-sampling an earlier model is not available in this version of the runner",
+            "remove fromModel to train a new model",
+        )
+
+
+def _publish(staging: Path, out: Path, *, withhold: tuple[str, ...] = ()) -> None:
+    """Move finished files from the staging folder into ``out`` (each move is atomic)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staging.rglob("*")):
+        if item.is_dir() or item.name.startswith(withhold):
+            continue
+        target = out / item.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(item, target)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the whole pipeline locally."""
+    from rich.console import Console
+
+    from tabular_runner.pipeline import StageContext, run_all
+    from tabular_runner.progress import StageProgress, summary_table
+    from tabular_runner.storage.local import LocalStore
+
+    job, _, base_dir = _read_manifest(args.manifest)
+    _check_runnable(job)
+    out = Path(args.out).resolve()
+    if out.exists() and not out.is_dir():
+        raise UserInputError("--out", f"{out} exists and is not a directory", "choose a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        raise UserInputError("--out", f"cannot create {out} ({exc})", "choose a writable folder") from None
+    store = LocalStore(staging)
+    try:
+        with StageProgress(enabled=None if not args.quiet else False) as progress:
+            ctx = StageContext(base_dir=base_dir, progress=progress)
+            report = run_all(job, store, ctx)
+    except GateFailedError:
+        # The report is the point of a failed gate; the data is not released.
+        _publish(staging, out, withhold=("output.",))
+        shutil.rmtree(staging, ignore_errors=True)
+        report = json.loads((out / "report.json").read_text())
+        if not args.quiet:
+            Console().print(summary_table(report, str(out)))
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _publish(staging, out)
+    shutil.rmtree(staging, ignore_errors=True)
+    if not args.quiet:
+        Console().print(summary_table(report, str(out)))
+    return 0
+
+
+def _job_from_args(args: argparse.Namespace) -> tuple[SynthesisJob, Path]:
+    if args.job_json:
+        try:
+            document = json.loads(args.job_json)
+        except json.JSONDecodeError as exc:
+            raise UserInputError("--job-json", f"is not valid JSON ({exc.msg})", "") from None
+        resource = parse_resource(document, "job")
+        if not isinstance(resource, SynthesisJob):
+            raise UserInputError("job.kind", "must be SynthesisJob", "")
+        return resource, Path(args.base_dir or Path.cwd()).resolve()
+    if args.job:
+        job, _, base_dir = _read_manifest(args.job)
+        return job, Path(args.base_dir).resolve() if args.base_dir else base_dir
+    raise UserInputError("--job", "no job given", "pass --job FILE or --job-json JSON")
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Run one stage; write its compact JSON result to the termination log."""
+    from tabular_runner.pipeline import STAGE_FUNCTIONS, StageContext, compact_result
+    from tabular_runner.storage import open_store
+    from tabular_runner.storage.s3 import S3Settings
+
+    log_path = Path(args.termination_log)
+    try:
+        job, base_dir = _job_from_args(args)
+        _check_runnable(job)
+        s3 = S3Settings.from_env() if args.store.startswith("s3://") or _uses_s3(job) else None
+        store = open_store(args.store, base_dir=base_dir, s3=s3)
+        ctx = StageContext(base_dir=base_dir, s3=s3)
+        result = STAGE_FUNCTIONS[args.stage](job, store, ctx)
+    except TabularError as exc:
+        _write_termination(
+            log_path,
+            {"stage": args.stage, "ok": False, "error": exc.message, "exitCode": exc.exit_code},
+        )
+        raise
+    _write_termination(log_path, result)
+    print(compact_result(result))  # noqa: T201 - the stage protocol's stdout copy
+    return 0
+
+
+def _uses_s3(job: SynthesisJob) -> bool:
+    return job.spec.source is not None and job.spec.source.uri.startswith("s3://")
+
+
+def _write_termination(path: Path, result: dict[str, Any]) -> None:
+    from tabular_runner.pipeline import compact_result
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(compact_result(result))
+    except OSError:
+        # Outside a pod /dev/termination-log may not be writable; stdout still has it.
+        pass
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a manifest and print the resolved SynthesisJob as JSON."""
+    job, _, _ = _read_manifest(args.manifest)
+    print(json.dumps(job.to_wire(), indent=2))  # noqa: T201
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List or export the real data sets shipped in installed packages."""
+    from tabular_runner import datasets
+    from tabular_runner.spec import DataFormat
+
+    if args.action == "list":
+        for name in datasets.names():
+            print(name)  # noqa: T201
+        return 0
+    if not args.name or not args.path:
+        raise UserInputError("datasets export", "needs NAME and PATH", "e.g. datasets export adult data/adult.csv")
+    path = Path(args.path)
+    fmt = DataFormat.PARQUET if path.suffix in (".parquet", ".pq") else DataFormat.CSV
+    datasets.export(args.name, path, fmt)
+    print(path)  # noqa: T201
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="tabular-runner", description="Synthesise privacy-safe tabular data."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a SynthesisJob locally (no cluster)")
+    run.add_argument("manifest", help="YAML with one SynthesisJob (and GenerationProfiles)")
+    run.add_argument("--out", required=True, help="folder for output, report and model")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    run.set_defaults(func=cmd_run)
+
+    stage = sub.add_parser("stage", help="run one stage of a job (used by the operator)")
+    stage.add_argument("stage", choices=["train", "generate", "validate"])
+    stage.add_argument("--job", help="manifest file with the SynthesisJob")
+    stage.add_argument("--job-json", default=os.environ.get("AUMOS_JOB_JSON"),
+                       help="the SynthesisJob as JSON (default: $AUMOS_JOB_JSON)")
+    stage.add_argument("--store", required=True, help="artifact root: s3://bucket/prefix or file://dir")
+    stage.add_argument("--base-dir", help="folder relative file:// uris resolve against")
+    stage.add_argument("--termination-log", default=os.environ.get(
+        "AUMOS_TERMINATION_LOG", DEFAULT_TERMINATION_LOG))
+    stage.set_defaults(func=cmd_stage)
+
+    check = sub.add_parser("check", help="validate a manifest")
+    check.add_argument("manifest")
+    check.set_defaults(func=cmd_check)
+
+    data = sub.add_parser("datasets", help="real data sets shipped in installed packages")
+    data.add_argument("action", choices=["list", "export"])
+    data.add_argument("name", nargs="?")
+    data.add_argument("path", nargs="?")
+    data.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tabular-runner``."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except TabularError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)  # noqa: T201
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""The single-table synthesis pipeline: ``train → generate → validate`` over ports.
+
+Each stage is a function of (job, store, context) that reads its inputs from the
+:class:`~tabular_runner.storage.base.ArtifactStore` and writes its outputs back there, so the
+three stages can run in one process (``tabular-runner run``) or as three Kubernetes Jobs that
+share nothing but the store (``tabular-runner stage …``). A stage returns a compact,
+JSON-ready result dict — the stage protocol — that the operator reads from the pod's
+termination message.
+
+Artifacts under the store's root::
+
+    analysis.json        detected schema (train)
+    model.pkl            the trained generator (train)
+    stages/<stage>.json  each stage's result
+    output.<format>      the synthetic table (generate)
+    constraints.json     rows repaired / rejected (generate)
+    report.json          scores, gate, timings, everything (validate)
+    report.html          the human-readable report (validate)
+
+The real data never goes into the store: the validate stage re-reads the source and
+re-derives the same train/holdout split from the job's seed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabular_runner.errors import GateFailedError, TabularError, UserInputError
+from tabular_runner.spec import (
+    DataFormat,
+    GenerationProfile,
+    GeneratorSpec,
+    GeneratorType,
+    SynthesisJob,
+    SynthesisJobSpec,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tabular_runner.analysis import TableAnalysis
+    from tabular_runner.storage.base import ArtifactStore
+    from tabular_runner.storage.s3 import S3Settings
+
+STAGES = ("train", "generate", "validate")
+DEFAULT_TIME_BUDGET_S = 300.0
+
+ProgressFn = Callable[[str, int, int, str], None]
+"""``progress(stage, done, total, message)``."""
+
+
+def _no_progress(stage: str, done: int, total: int, message: str) -> None:
+    """Progress sink that ignores everything."""
+
+
+@dataclass
+class StageContext:
+    """What a stage needs besides the job and the store."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    """Folder that relative ``file://`` uris resolve against (the manifest's folder)."""
+    s3: S3Settings | None = None
+    progress: ProgressFn = _no_progress
+    clock: Callable[[], float] = time.perf_counter
+
+
+# ---------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def resolve_profile(job: SynthesisJob, profiles: list[GenerationProfile]) -> SynthesisJob:
+    """Return ``job`` with its ``profileRef`` folded in (job fields win over the profile's).
+
+    Raises:
+        UserInputError: if the referenced profile is not among ``profiles``.
+    """
+    ref = job.spec.profile_ref
+    if ref is None:
+        return job
+    matches = [p for p in profiles if p.metadata.name == ref.name]
+    if not matches:
+        known = ", ".join(p.metadata.name for p in profiles) or "none"
+        raise UserInputError(
+            "spec.profileRef.name",
+            f"GenerationProfile {ref.name!r} not found (profiles given: {known})",
+            "add the GenerationProfile document to the manifest or fix the name",
+        )
+    profile = matches[0].spec
+    merged = job.spec.model_copy(deep=True)
+    explicit = job.spec.model_fields_set
+    if merged.generator is None:
+        merged.generator = profile.generator.model_copy(deep=True)
+    if merged.privacy is None and profile.privacy is not None:
+        merged.privacy = profile.privacy.model_copy()
+    for name in ("quality_gate", "validation", "resources"):
+        if name not in explicit:
+            setattr(merged, name, getattr(profile, name).model_copy(deep=True))
+    # Re-validate the combination (e.g. a DP profile generator needs privacy).
+    try:
+        checked = SynthesisJobSpec.model_validate(merged.model_dump(by_alias=True))
+    except Exception as exc:  # pydantic.ValidationError
+        from pydantic import ValidationError
+
+        from tabular_runner.spec import describe_validation_error
+
+        if isinstance(exc, ValidationError):
+            raise describe_validation_error(exc, "spec") from None
+        raise
+    return job.model_copy(update={"spec": checked})
+
+
+def target_rows(spec: SynthesisJobSpec, source_rows: int) -> int:
+    """Rows to generate: ``rows``, else ``scale`` × source rows, else the source's row count."""
+    if spec.rows is not None:
+        return spec.rows
+    if spec.scale is not None:
+        return max(1, round(spec.scale * source_rows))
+    return source_rows
+
+
+def split_indices(n_rows: int, holdout_fraction: float, seed: int) -> tuple[Any, Any]:
+    """Deterministic train/holdout split of ``range(n_rows)`` (numpy index arrays)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_rows)
+    n_holdout = int(round(n_rows * holdout_fraction))
+    n_holdout = min(max(n_holdout, 1 if n_rows > 1 else 0), max(n_rows - 1, 0))
+    return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
+
+
+def compact_result(result: dict[str, Any], limit: int = 4096) -> str:
+    """Serialise a stage result for a termination message (Kubernetes keeps 4096 bytes)."""
+    text = json.dumps(result, separators=(",", ":"), sort_keys=True, default=str)
+    if len(text.encode()) <= limit:
+        return text
+    # Drop bulky detail first; the full result is in the store.
+    slim = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
+    slim["truncated"] = True
+    return json.dumps(slim, separators=(",", ":"), sort_keys=True, default=str)[:limit]
+
+
+# ---------------------------------------------------------------------------------------
+# IO helpers
+
+
+def _read_source(job: SynthesisJob, ctx: StageContext) -> pd.DataFrame:
+    from tabular_runner.analysis import check_data
+    from tabular_runner.storage.tables import read_table
+
+    source = job.spec.source
+    if source is None:
+        raise UserInputError(
+            "spec.source",
+            "multi-table jobs (schemaRef) are not supported by this runner yet",
+            "give a single-table source",
+        )
+    frame = read_table(
+        source.uri, source.resolved_format(), base_dir=ctx.base_dir, s3=ctx.s3,
+        field="spec.source.uri",
+    )
+    check_data(frame, "spec.source")
+    return frame
+
+
+def _put_json(store: ArtifactStore, key: str, payload: dict[str, Any]) -> None:
+    store.put_bytes(key, json.dumps(payload, indent=2, default=str).encode(), "application/json")
+
+
+def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(store.get_bytes(key))
+    except FileNotFoundError:
+        raise TabularError(
+            f"{needed_by}: artifact {key!r} is missing from {store.uri}; run the earlier stage first"
+        ) from None
+    return data
+
+
+def _load_analysis(store: ArtifactStore) -> TableAnalysis:
+    from tabular_runner.analysis import TableAnalysis
+
+    return TableAnalysis.from_dict(_get_json(store, "analysis.json", "stage generate"))
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+
+
+def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
+    """Analyse the source, choose and train the generator, store the model."""
+    from tabular_runner.analysis import analyze
+    from tabular_runner.constraints import check_constraints
+    from tabular_runner.generators import choose_generator, create_synthesizer
+    from tabular_runner.generators.base import FitContext
+    from tabular_runner.generators.device import gpu_available
+
+    spec = job.spec
+    started = ctx.clock()
+    ctx.progress("train", 0, 3, "reading source")
+    frame = _read_source(job, ctx)
+    ctx.progress("train", 1, 3, "analysing")
+    analysis = analyze(frame, seed=spec.seed)
+    check_constraints(spec.constraints, list(frame.columns), analysis)
+    train_idx, holdout_idx = split_indices(len(frame), spec.validation.holdout_fraction, spec.seed)
+    train = frame.iloc[train_idx][analysis.modelled_columns].reset_index(drop=True)
+    if train.shape[1] == 0:
+        raise UserInputError(
+            "spec.source",
+            "every column is an identifier or personal data, so there is nothing to model",
+            "include at least one non-identifying column",
+        )
+
+    assert spec.generator is not None  # resolve_profile guarantees it
+    generator = spec.generator
+    use_gpu = bool(generator.params.get("useGpu", spec.resources.train.gpu > 0))
+    reason = f"requested {generator.type.value}"
+    if generator.type is GeneratorType.AUTO:
+        budget = float(generator.params.get("timeBudgetSeconds", DEFAULT_TIME_BUDGET_S))
+        chosen, reason = choose_generator(
+            n_rows=len(train),
+            n_columns=train.shape[1],
+            privacy=spec.privacy,
+            time_budget_s=budget,
+            gpu=use_gpu and gpu_available(),
+        )
+        params = {k: v for k, v in generator.params.items() if k != "timeBudgetSeconds"}
+        generator = GeneratorSpec(type=chosen, params=params)
+
+    synthesizer = create_synthesizer(generator, spec.privacy)
+    fit_context = FitContext(
+        seed=spec.seed,
+        use_gpu=use_gpu,
+        epsilon=spec.privacy.epsilon if spec.privacy else None,
+        delta=spec.privacy.delta if spec.privacy else None,
+        categorical_columns=analysis.columns_of_kind("categorical"),
+        numerical_columns=analysis.columns_of_kind("numeric"),
+        datetime_columns=analysis.columns_of_kind("datetime"),
+        boolean_columns=analysis.columns_of_kind("boolean"),
+        progress=lambda done, total, msg: ctx.progress("train", done, total, msg),
+    )
+    ctx.progress("train", 2, 3, f"training {generator.type.value}")
+    fit_started = ctx.clock()
+    synthesizer.fit(train, fit_context)
+    training_s = ctx.clock() - fit_started
+
+    with tempfile.TemporaryDirectory(prefix="aumos-train-") as tmp:
+        model_path = Path(tmp) / "model.pkl"
+        synthesizer.save(model_path)
+        store.put_file("model.pkl", model_path)
+    _put_json(store, "analysis.json", analysis.to_dict())
+    accounting = synthesizer.privacy
+    result: dict[str, Any] = {
+        "stage": "train",
+        "ok": True,
+        "generator": generator.type.value,
+        "generatorReason": reason,
+        "device": getattr(synthesizer, "device", "cpu"),
+        "rowsSource": len(frame),
+        "rowsTrain": len(train_idx),
+        "rowsHoldout": len(holdout_idx),
+        "rowsTarget": target_rows(spec, len(frame)),
+        "modelledColumns": list(train.columns),
+        "trainingTimeS": round(training_s, 3),
+        "stageTimeS": round(ctx.clock() - started, 3),
+        "modelUri": f"{store.uri.rstrip('/')}/model.pkl",
+    }
+    if accounting is not None:
+        result["epsilonSpent"] = accounting.epsilon_spent
+        result["privacyAccounting"] = accounting.to_dict()
+    _put_json(store, "stages/train.json", result)
+    ctx.progress("train", 3, 3, "model stored")
+    return result
+
+
+def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
+    """Sample the trained model, restore identifiers and PII as fakes, enforce constraints."""
+    from tabular_runner.constraints import enforce
+    from tabular_runner.generators import load_synthesizer
+    from tabular_runner.pii import regenerate_sensitive
+    from tabular_runner.storage.tables import write_table
+
+    spec = job.spec
+    started = ctx.clock()
+    train_result = _get_json(store, "stages/train.json", "stage generate")
+    analysis = _load_analysis(store)
+    rows = int(train_result["rowsTarget"]) if spec.rows is None else spec.rows
+    ctx.progress("generate", 0, 3, "loading model")
+    with tempfile.TemporaryDirectory(prefix="aumos-generate-") as tmp:
+        model_path = store.get_file("model.pkl", Path(tmp) / "model.pkl")
+        synthesizer = load_synthesizer(model_path)
+    real = _read_source(job, ctx)
+
+    calls = {"n": 0}
+
+    def draw(n: int) -> pd.DataFrame:
+        calls["n"] += 1
+        sampled = synthesizer.sample(n, seed=spec.seed + calls["n"])
+        return regenerate_sensitive(sampled, analysis, real, seed=spec.seed + calls["n"])
+
+    ctx.progress("generate", 1, 3, f"sampling {rows} rows")
+    sample_started = ctx.clock()
+    synthetic = draw(rows)
+    ctx.progress("generate", 2, 3, "enforcing constraints")
+    synthetic, report = enforce(synthetic, spec.constraints, rows=rows, real=real, resample=draw)
+    if len(synthetic) != rows:  # enforce() guarantees this; keep the promise visible.
+        raise TabularError(f"generated {len(synthetic)} rows instead of {rows}")
+    generation_s = ctx.clock() - sample_started
+    key = f"output.{spec.output.format.value}"
+    uri = write_table(synthetic, store, key, spec.output.format)
+    constraints = report.to_dict()
+    _put_json(store, "constraints.json", constraints)
+    result: dict[str, Any] = {
+        "stage": "generate",
+        "ok": True,
+        "rowsGenerated": len(synthetic),
+        "generationTimeS": round(generation_s, 3),
+        "stageTimeS": round(ctx.clock() - started, 3),
+        "outputUri": uri,
+        "outputFormat": spec.output.format.value,
+        "constraints": constraints,
+    }
+    _put_json(store, "stages/generate.json", result)
+    ctx.progress("generate", 3, 3, "output stored")
+    return result
+
+
+def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
+    """Score fidelity and privacy, apply the gate, write report.json and report.html.
+
+    Raises:
+        GateFailedError: after writing the reports, when the gate is not met.
+    """
+    from tabular_runner.quality import fidelity, gate, privacy
+    from tabular_runner.report_html import render
+    from tabular_runner.storage.tables import read_table
+
+    spec = job.spec
+    started = ctx.clock()
+    train_result = _get_json(store, "stages/train.json", "stage validate")
+    generate_result = _get_json(store, "stages/generate.json", "stage validate")
+    analysis = _load_analysis(store)
+    ctx.progress("validate", 0, 4, "reading data")
+    real = _read_source(job, ctx)
+    if len(real) != int(train_result["rowsSource"]):
+        raise UserInputError(
+            "spec.source.uri",
+            f"the source changed since training ({train_result['rowsSource']} rows then, "
+            f"{len(real)} now)",
+            "re-run the job from training",
+        )
+    key = f"output.{spec.output.format.value}"
+    with tempfile.TemporaryDirectory(prefix="aumos-validate-") as tmp:
+        local = store.get_file(key, Path(tmp) / key)
+        synthetic = read_table(f"file://{local}", spec.output.format, base_dir=None, s3=None)
+    train_idx, holdout_idx = split_indices(len(real), spec.validation.holdout_fraction, spec.seed)
+    train, holdout = real.iloc[train_idx], real.iloc[holdout_idx]
+    scored = analysis.modelled_columns
+    sdtypes = {c: t for c, t in analysis.sdtypes().items() if c in scored}
+
+    ctx.progress("validate", 1, 4, "fidelity (SDMetrics)")
+    fid = fidelity.evaluate(
+        train[scored], synthetic[scored], sdtypes=sdtypes,
+        sample_rows=spec.validation.quality_sample_rows, seed=spec.seed,
+    )
+    priv = None
+    if spec.validation.privacy and len(holdout) >= 10:
+        ctx.progress("validate", 2, 4, "privacy (Anonymeter, DCR)")
+        priv = privacy.evaluate(
+            train[scored], holdout[scored], synthetic[scored],
+            sample_rows=spec.validation.privacy_sample_rows,
+            attacks=spec.validation.attacks, seed=spec.seed,
+        )
+    ctx.progress("validate", 3, 4, "release gate")
+    verdict = gate.evaluate(
+        spec.quality_gate,
+        fidelity=fid.score,
+        diagnostic=fid.diagnostic_score,
+        privacy_risk=priv.max_risk if priv else None,
+        dcr_share=priv.dcr_share if priv else None,
+    )
+    report: dict[str, Any] = {
+        "job": job.metadata.name,
+        "generator": train_result["generator"],
+        "generatorReason": train_result["generatorReason"],
+        "device": train_result.get("device", "cpu"),
+        "rowsGenerated": generate_result["rowsGenerated"],
+        "rowsSource": train_result["rowsSource"],
+        "rowsTrain": train_result["rowsTrain"],
+        "rowsHoldout": train_result["rowsHoldout"],
+        "fidelityScore": fid.score,
+        "diagnosticScore": fid.diagnostic_score,
+        "fidelity": fid.to_dict(),
+        "privacy": priv.to_dict() if priv else {"computed": False},
+        "privacyScore": priv.privacy_score if priv else None,
+        "privacyRisk": priv.max_risk if priv else None,
+        "gate": verdict.to_dict(),
+        "analysis": analysis.to_dict(),
+        "constraints": generate_result["constraints"],
+        "output": {"uri": generate_result["outputUri"], "format": spec.output.format.value},
+        "seed": spec.seed,
+    }
+    if "epsilonSpent" in train_result:
+        report["epsilonSpent"] = train_result["epsilonSpent"]
+        report["privacyAccounting"] = train_result["privacyAccounting"]
+    validation_s = ctx.clock() - started
+    report["timings"] = {
+        "train": train_result["stageTimeS"],
+        "training": train_result["trainingTimeS"],
+        "generate": generate_result["stageTimeS"],
+        "generation": generate_result["generationTimeS"],
+        "validate": round(validation_s, 3),
+    }
+    _put_json(store, "report.json", report)
+    html = render(report, train[scored], synthetic[scored])
+    store.put_bytes("report.html", html.encode(), "text/html")
+    result: dict[str, Any] = {
+        "stage": "validate",
+        "ok": verdict.passed,
+        "fidelityScore": fid.score,
+        "diagnosticScore": fid.diagnostic_score,
+        "privacyScore": report["privacyScore"],
+        "privacyRisk": report["privacyRisk"],
+        "gatePassed": verdict.passed,
+        "reportUri": f"{store.uri.rstrip('/')}/report.json",
+        "stageTimeS": round(validation_s, 3),
+    }
+    _put_json(store, "stages/validate.json", result)
+    ctx.progress("validate", 4, 4, "report stored")
+    if not verdict.passed:
+        raise GateFailedError(f"quality gate failed: {verdict.reason}")
+    return result
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[SynthesisJob, ArtifactStore, StageContext], dict[str, Any]]]
+STAGE_FUNCTIONS = {"train": stage_train, "generate": stage_generate, "validate": stage_validate}
+
+
+def run_all(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
+    """Run the three stages in one process; return the report."""
+    for stage in STAGES:
+        STAGE_FUNCTIONS[stage](job, store, ctx)
+    return _get_json(store, "report.json", "run")
+
+
+OUTPUT_FORMATS = tuple(f.value for f in DataFormat)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README's test command: bootstraps the environment, then runs every tier.
+# Extra arguments go to pytest (e.g. `scripts/test.sh -m unit`).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$(bash scripts/venv.sh core)"
+export PATH="$venv/bin:$PATH"
+set +e
+"$venv/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "scripts/test.sh: pytest collected no tests — that is a failure here" >&2
+  exit 1
+fi
+exit $rc
