@@ -1,0 +1,567 @@
+"""A node agent for the local control plane: scheduler + kubelet whose containers are processes.
+
+It registers one Node (``aumos-local-node`` with an ``nvidia.com/gpu`` capacity), binds the
+pending pods that fit it (nodeSelector, node affinity, taints/tolerations, resource requests),
+runs each container's command as a local process group with the pod's environment, reports
+pod and container status through the status subresource (exit codes, termination messages),
+and finalises deletion after killing the processes, as the kubelet would.
+
+The decisions are pure functions in :mod:`tests.platform.agent_logic`; this module only does
+I/O. It polls the apiserver (a few requests a second on loopback) rather than watching: a
+poll has no resync or reconnect logic to get wrong, and the latency is a fraction of a second.
+
+Run: ``python -m tests.platform.node_agent --kubeconfig K --workdir D [--pid-dir P]``.
+Each container's process-group id is recorded in ``--pid-dir`` while it runs so that
+``down.sh`` kills it even if this agent died without cleaning up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, config
+
+from tests.platform import agent_logic as logic
+
+log = logging.getLogger("node-agent")
+
+NODE_NAME = "aumos-local-node"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGES_FILE = Path(__file__).with_name("images.yaml")
+HEARTBEAT_S = 10.0
+MAX_GRACE_S = 30.0
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:300]}")
+        self.status = status
+
+
+class Kube:
+    """Raw JSON requests with the connection settings of a kubeconfig.
+
+    urllib3 directly rather than the generated client: the agent needs subresources and
+    patch types the typed API makes awkward, and this stays the same across client versions.
+    """
+
+    def __init__(self, kubeconfig: str) -> None:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        self.server: str = cfg.host
+        self.ca_file: str | None = cfg.ssl_ca_cert
+        self._auth = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix("BearerToken")
+        self.pool = urllib3.PoolManager(
+            num_pools=4, maxsize=16, cert_reqs="CERT_REQUIRED", ca_certs=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file, key_file=cfg.key_file,
+        )
+
+    def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json") -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if self._auth:
+            headers["Authorization"] = self._auth
+        resp = self.pool.request(method, self.server + path, headers=headers,
+                                 body=None if body is None else json.dumps(body).encode(),
+                                 timeout=urllib3.Timeout(connect=5, read=30), retries=False)
+        data = resp.data.decode(errors="replace")
+        if resp.status >= 300:
+            raise ApiError(resp.status, data)
+        return json.loads(data) if data else {}
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def merge_patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+
+def pod_path(pod: Mapping[str, Any], sub: str = "") -> str:
+    meta = pod["metadata"]
+    return f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}{sub}"
+
+
+@dataclass
+class AgentConfig:
+    node_name: str = NODE_NAME
+    workdir: Path = Path("/tmp/aumos-node-agent")
+    pid_dir: Path | None = None
+    interval: float = 0.3
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    capacity: dict[str, str] = field(
+        default_factory=lambda: {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "1",
+                                 "ephemeral-storage": "100Gi"}
+    )
+    images: list[logic.ImageEntry] = field(default_factory=list)
+
+
+class PodRunner(threading.Thread):
+    """Runs one pod's containers (init containers in order, then the rest together)."""
+
+    def __init__(self, agent: NodeAgent, pod: Mapping[str, Any]) -> None:
+        meta = pod["metadata"]
+        super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
+        self.agent, self.pod = agent, pod
+        self.uid: str = meta["uid"]
+        self.spec: Mapping[str, Any] = pod["spec"]
+        self.policy: str = self.spec.get("restartPolicy", "Always")
+        self.dir = agent.cfg.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{self.uid[:8]}"
+        self.init = [logic.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("initContainers") or []]
+        self.main = [logic.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("containers") or []]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stop_requested = threading.Event()
+        self.grace = MAX_GRACE_S
+        self.start_time = now_iso()
+        self._last_key: Any = None
+        self._sa_env: dict[str, str] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def request_stop(self, grace: float) -> None:
+        self.grace = min(self.grace, max(grace, 0.0), MAX_GRACE_S)
+        self.stop_requested.set()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:  # the agent keeps going; the pod shows what happened
+            log.exception("pod %s failed in the agent", self.name)
+            for c in self.main:
+                if c.state != "terminated":
+                    c.state, c.reason, c.exit_code, c.message = "terminated", "Error", 128, "node agent error"
+            self.report()
+        finally:
+            self._kill_all(0)
+
+    def _run(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.report()
+        for spec, state in zip(self.spec.get("initContainers") or [], self.init, strict=True):
+            while True:
+                proc = self._start(spec, state)
+                if proc is None:
+                    if self._wait_or_stop(2.0):
+                        return
+                    continue
+                while proc.poll() is None:
+                    if self.stop_requested.wait(0.1):
+                        self._kill_all(self.grace)
+                        return
+                self._finish(spec, state, proc.returncode)
+                if proc.returncode == 0:
+                    break
+                if not logic.should_restart(self.policy, proc.returncode):
+                    self.report()
+                    return
+                if self._wait_or_stop(min(10.0, 2.0**state.restart_count)):
+                    return
+                state.restart_count += 1
+        specs = list(self.spec.get("containers") or [])
+        for spec, state in zip(specs, self.main, strict=True):
+            self._start(spec, state)
+        backoff_until: dict[str, float] = {}
+        while True:
+            if self.stop_requested.is_set():
+                self._kill_all(self.grace)
+                return
+            changed = False
+            for spec, state in zip(specs, self.main, strict=True):
+                proc = self.procs.get(state.name)
+                if proc is not None and proc.poll() is not None:
+                    self._finish(spec, state, proc.returncode)
+                    changed = True
+                    if logic.should_restart(self.policy, proc.returncode):
+                        backoff_until[state.name] = time.monotonic() + min(10.0, 2.0**state.restart_count)
+                elif proc is None and state.state == "waiting" and self.policy != "Never":
+                    self._start(spec, state)  # config/image errors are retried like the kubelet
+                if state.name in backoff_until and time.monotonic() >= backoff_until[state.name]:
+                    del backoff_until[state.name]
+                    state.restart_count += 1
+                    self._start(spec, state)
+                    changed = True
+            if changed:
+                self.report()
+            if logic.pod_phase(self.policy, self.init, self.main) in logic.TERMINAL_PHASES:
+                return
+            self.stop_requested.wait(0.1)
+
+    def _wait_or_stop(self, seconds: float) -> bool:
+        return self.stop_requested.wait(seconds)
+
+    # -- containers ----------------------------------------------------------------------
+
+    def _start(self, spec: Mapping[str, Any], state: logic.ContainerState) -> subprocess.Popen[bytes] | None:
+        agent = self.agent
+        entry = logic.match_image(spec.get("image", ""), agent.cfg.images)
+        if entry is None:
+            state.state, state.reason = "waiting", "ErrImagePull"
+            state.message = f'image "{spec.get("image")}" is not mapped in {IMAGES_FILE.name} (containers are local processes)'
+            self.report()
+            return None
+        try:
+            env = logic.resolve_env(spec, self.pod, agent.lookup, agent.cfg.node_name)
+            argv = logic.container_argv(spec, entry, env)
+        except logic.ContainerConfigError as e:
+            state.state, state.reason, state.message = "waiting", "CreateContainerConfigError", str(e)
+            self.report()
+            return None
+        name = state.name
+        term = self.dir / f"{name}.termination-log"
+        term.write_text("")
+        # The process cannot write the container path (/dev/termination-log); every mention of
+        # it in argv and env points at a per-container file instead.
+        tm_path = spec.get("terminationMessagePath") or "/dev/termination-log"
+        argv = [a.replace(tm_path, str(term)) for a in argv]
+        env = {k: v.replace(tm_path, str(term)) for k, v in env.items()}
+        base = {
+            "PATH": os.pathsep.join([*entry.path, os.environ.get("PATH", "/usr/bin:/bin")]),
+            "HOME": str(self.dir / "home"),
+            "HOSTNAME": self.pod["metadata"]["name"],
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "AUMOS_TERMINATION_MESSAGE_PATH": str(term),
+        }
+        (self.dir / "home").mkdir(exist_ok=True)
+        full_env = {**base, **entry.env, **self._service_account_env(), **env}
+        cwd = Path(spec["workingDir"]) if spec.get("workingDir") and Path(spec["workingDir"]).is_dir() else self.dir
+        logfile = self.dir / f"{name}.log"
+        try:
+            with logfile.open("ab") as out:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env=full_env, cwd=cwd, start_new_session=True)
+        except OSError as e:
+            state.state, state.reason, state.message = "terminated", "StartError", str(e)
+            state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
+            self.report()
+            return None
+        self.procs[name] = proc
+        agent.record_pid(self.uid, name, proc.pid)
+        state.state, state.reason, state.message, state.exit_code = "running", "", "", None
+        state.started_at, state.finished_at = now_iso(), None
+        log.info("started %s/%s: %s (pid %d)", self.name, name, argv, proc.pid)
+        self.report()
+        return proc
+
+    def _finish(self, spec: Mapping[str, Any], state: logic.ContainerState, code: int) -> None:
+        proc = self.procs.pop(state.name, None)
+        if proc is not None:
+            # The main process is gone; take any children it left in its group with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            self.agent.forget_pid(self.uid, state.name)
+        written = ""
+        with contextlib.suppress(OSError):
+            written = (self.dir / f"{state.name}.termination-log").read_text(errors="replace")
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = (self.dir / f"{state.name}.log").read_text(errors="replace")[-8192:]
+        exit_code = code if code >= 0 else 128 - code  # killed by signal N -> 128+N
+        state.state, state.exit_code, state.finished_at = "terminated", exit_code, now_iso()
+        state.reason = "Completed" if exit_code == 0 else "Error"
+        state.message = logic.termination_message(
+            written, tail, policy=spec.get("terminationMessagePolicy", "File"), exit_code=exit_code
+        )
+        log.info("container %s/%s exited %d", self.name, state.name, exit_code)
+
+    def _kill_all(self, grace: float) -> None:
+        if not self.procs:
+            return
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
+            time.sleep(0.05)
+        for name, proc in list(self.procs.items()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            self.agent.forget_pid(self.uid, name)
+        self.procs.clear()
+
+    def _service_account_env(self) -> dict[str, str]:
+        """A token kubeconfig when the pod mounts a service-account token (automount)."""
+        if self._sa_env is not None:
+            return self._sa_env
+        self._sa_env = {}
+        projected = [
+            s for v in self.spec.get("volumes") or [] for s in ((v.get("projected") or {}).get("sources") or [])
+        ]
+        if not any("serviceAccountToken" in s for s in projected):
+            return self._sa_env
+        meta = self.pod["metadata"]
+        sa = self.spec.get("serviceAccountName") or "default"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": self.uid}}}
+        token = self.agent.kube.request(
+            "POST", f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token", body)["status"]["token"]
+        sa_dir = self.dir / "serviceaccount"
+        sa_dir.mkdir(exist_ok=True)
+        (sa_dir / "token").write_text(token)
+        (sa_dir / "namespace").write_text(meta["namespace"])
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "clusters": [{"name": "local", "cluster": {"server": self.agent.kube.server,
+                                                       "certificate-authority": self.agent.kube.ca_file}}],
+            "users": [{"name": sa, "user": {"tokenFile": str(sa_dir / "token")}}],
+            "contexts": [{"name": "sa", "context": {"cluster": "local", "user": sa, "namespace": meta["namespace"]}}],
+        }
+        path = self.dir / "kubeconfig"
+        path.write_text(json.dumps(kubeconfig))
+        self._sa_env = {"KUBECONFIG": str(path)}
+        return self._sa_env
+
+    # -- status ----------------------------------------------------------------------------
+
+    def report(self) -> None:
+        key = [(c.state, c.reason, c.exit_code, c.restart_count, c.message) for c in [*self.init, *self.main]]
+        if key == self._last_key:
+            return
+        status = logic.render_status(self.policy, self.init, self.main, start_time=self.start_time, now=now_iso())
+        try:
+            self.agent.kube.merge_patch(pod_path(self.pod, "/status"), {"status": status})
+            self._last_key = key
+        except ApiError as e:
+            if e.status != 404:
+                log.warning("status of %s not written: %s", self.name, e)
+
+    @property
+    def phase(self) -> str:
+        return logic.pod_phase(self.policy, self.init, self.main)
+
+
+class NodeAgent:
+    def __init__(self, kube: Kube, cfg: AgentConfig) -> None:
+        self.kube, self.cfg = kube, cfg
+        self.runners: dict[str, PodRunner] = {}
+        self.deleted: set[str] = set()
+        self.unschedulable: dict[str, str] = {}
+        self._last_heartbeat = 0.0
+        self._pid_lock = threading.Lock()
+
+    # -- pid records (down.sh kills what is recorded) -------------------------------------
+
+    def record_pid(self, uid: str, container: str, pid: int) -> None:
+        if self.cfg.pid_dir is not None:
+            with self._pid_lock:
+                (self.cfg.pid_dir / f"pod-{uid[:8]}-{container}.pid").write_text(f"{pid}\n")
+
+    def forget_pid(self, uid: str, container: str) -> None:
+        if self.cfg.pid_dir is not None:
+            with self._pid_lock:
+                (self.cfg.pid_dir / f"pod-{uid[:8]}-{container}.pid").unlink(missing_ok=True)
+
+    # -- lookups for env resolution -----------------------------------------------------
+
+    def lookup(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+        plural = {"secret": "secrets", "configmap": "configmaps"}[kind]
+        try:
+            obj = self.kube.get(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        data = obj.get("data") or {}
+        if kind == "secret":
+            return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+        return dict(data)
+
+    # -- node ----------------------------------------------------------------------------
+
+    def node_status(self) -> dict[str, Any]:
+        now = now_iso()
+
+        def cond(kind: str, status: str, reason: str) -> dict[str, str]:
+            return {"type": kind, "status": status, "reason": reason, "lastHeartbeatTime": now,
+                    "lastTransitionTime": self._ready_since}
+
+        return {
+            "capacity": self.cfg.capacity,
+            "allocatable": self.cfg.capacity,
+            "conditions": [
+                cond("Ready", "True", "KubeletReady"),
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.cfg.node_name}],
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "aumos-node-agent",
+                         "kubeProxyVersion": "", "containerRuntimeVersion": "process://local", "osImage": "local",
+                         "kernelVersion": os.uname().release, "machineID": "", "systemUUID": "", "bootID": ""},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        }
+
+    def register(self) -> None:
+        self._ready_since = now_iso()
+        labels = {"kubernetes.io/hostname": self.cfg.node_name, "kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", **self.cfg.labels}
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.node_name, "labels": labels}}
+        try:
+            self.kube.request("POST", "/api/v1/nodes", body)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}", {"metadata": {"labels": labels}})
+        self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()})
+        # TaintNodesByCondition adds node.kubernetes.io/not-ready at creation and the (absent)
+        # node-lifecycle controller would lift it; the node is Ready, so set the taints we mean.
+        self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}", {"spec": {"taints": self.cfg.taints or None}})
+        self._last_heartbeat = time.monotonic()
+        log.info("node %s registered: capacity %s", self.cfg.node_name, self.cfg.capacity)
+
+    def heartbeat(self) -> None:
+        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_S:
+            self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()})
+            self._last_heartbeat = time.monotonic()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.heartbeat()
+        node = self.kube.get(f"/api/v1/nodes/{self.cfg.node_name}")
+        pods = self.kube.get("/api/v1/pods")["items"]
+        mine = [p for p in pods if (p.get("spec") or {}).get("nodeName") == self.cfg.node_name]
+        for pod in pods:
+            if logic.wants_binding(pod):
+                self.schedule(pod, node, mine)
+        seen = set()
+        for pod in mine:
+            uid = pod["metadata"]["uid"]
+            seen.add(uid)
+            runner = self.runners.get(uid)
+            if pod["metadata"].get("deletionTimestamp"):
+                grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+                if runner is not None and runner.is_alive():
+                    runner.request_stop(grace)
+                else:
+                    self.finalize_delete(pod)
+            elif runner is None and not logic.is_terminal(pod):
+                runner = PodRunner(self, pod)
+                self.runners[uid] = runner
+                runner.start()
+        for uid, runner in list(self.runners.items()):
+            if uid not in seen:  # deleted with grace 0 or gone otherwise
+                runner.request_stop(0)
+                if not runner.is_alive():
+                    del self.runners[uid]
+        self.deleted &= seen
+
+    def schedule(self, pod: dict[str, Any], node: Mapping[str, Any], mine: list[dict[str, Any]]) -> None:
+        uid = pod["metadata"]["uid"]
+        reason = logic.unschedulable_reason(pod, node, mine)
+        if reason is None:
+            meta = pod["metadata"]
+            body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"], "uid": uid},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": self.cfg.node_name}}
+            try:
+                self.kube.request("POST", pod_path(pod, "/binding"), body)
+            except ApiError as e:
+                log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], e)
+                return
+            pod["spec"]["nodeName"] = self.cfg.node_name
+            mine.append(pod)
+            self.unschedulable.pop(uid, None)
+            log.info("bound %s/%s", meta["namespace"], meta["name"])
+            return
+        message = f"0/1 nodes are available: 1 {reason}."
+        if self.unschedulable.get(uid) == message:
+            return
+        self.unschedulable[uid] = message
+        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                "lastTransitionTime": now_iso()}
+        with contextlib.suppress(ApiError):
+            self.kube.merge_patch(pod_path(pod, "/status"), {"status": {"conditions": [cond]}})
+
+    def finalize_delete(self, pod: Mapping[str, Any]) -> None:
+        """The kubelet's last step: delete with grace 0 once no process of the pod is left."""
+        uid = pod["metadata"]["uid"]
+        if uid in self.deleted:
+            return
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
+        try:
+            self.kube.request("DELETE", pod_path(pod), body)
+        except ApiError as e:
+            if e.status not in (404, 409):
+                log.warning("final delete of %s failed: %s", pod["metadata"]["name"], e)
+                return
+        self.deleted.add(uid)
+        self.runners.pop(uid, None)
+
+    def run(self, stop: threading.Event) -> None:
+        self.register()
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.tick()
+                failures = 0
+            except Exception as e:  # apiserver hiccup: retry with backoff, log once per streak
+                failures += 1
+                if failures == 1:
+                    log.warning("tick failed: %s", e)
+                stop.wait(min(5.0, 0.5 * failures))
+            stop.wait(self.cfg.interval)
+        log.info("stopping: killing %d pods' processes", len(self.runners))
+        for runner in self.runners.values():
+            runner.request_stop(2.0)
+        for runner in self.runners.values():
+            runner.join(timeout=MAX_GRACE_S + 10)
+
+
+def _parse_taint(text: str) -> dict[str, str]:
+    kv, _, effect = text.partition(":")
+    key, _, value = kv.partition("=")
+    return {"key": key, "value": value, "effect": effect or "NoSchedule"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kubeconfig", required=True)
+    ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--pid-dir", type=Path)
+    ap.add_argument("--node-name", default=NODE_NAME)
+    ap.add_argument("--images", type=Path, default=IMAGES_FILE)
+    ap.add_argument("--label", action="append", default=[], help="k=v node label (repeatable)")
+    ap.add_argument("--taint", action="append", default=[], help="k=v:Effect node taint (repeatable)")
+    ap.add_argument("--interval", type=float, default=0.3)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    placeholders = {"python_bin": str(Path(sys.executable).parent), "repo": str(REPO_ROOT)}
+    cfg = AgentConfig(
+        node_name=args.node_name, workdir=args.workdir, pid_dir=args.pid_dir, interval=args.interval,
+        labels={"nvidia.com/gpu.present": "true", **dict(s.split("=", 1) for s in args.label)},
+        taints=[_parse_taint(t) for t in args.taint],
+        images=logic.load_image_table(yaml.safe_load(args.images.read_text()), placeholders),
+    )
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    NodeAgent(Kube(args.kubeconfig), cfg).run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
