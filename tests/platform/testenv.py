@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.platform import build, paths, pki, procs, services
+from tests.platform import build, paths, procs, services
 from tests.platform.procs import ProcessGroup, StartError
 
 COMPONENTS = ("k8s", "postgres", "kafka", "s3")
@@ -163,6 +163,8 @@ def start(components: Sequence[str], state: Path) -> Env:
 
 
 def _start_k8s(pg: ProcessGroup, state: Path, bins: dict[str, Path], env: Env) -> None:
+    from tests.platform import pki  # cryptography: only needed when a cluster starts
+
     t0 = time.monotonic()
     pki_dir = state / "pki"
     pki.generate(pki_dir)
