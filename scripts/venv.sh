@@ -21,6 +21,9 @@ key="$( { sed -n '/^\[project\]/,/^\[project.scripts\]/p' "$root/pyproject.toml"
 venv="$cache/venvs/$engine-$key"
 log="$cache/venvs/$engine-$key.log"
 mkdir -p "$cache/venvs"
+# Concurrent callers (parallel test sessions, helpers) wait for one builder.
+exec 9>"$cache/venvs/.$engine.lock"
+flock 9
 if [[ ! -f "$venv/.complete" ]]; then
   echo "[venv] creating the '$engine' environment in $venv (first run: several minutes; log: $log)" >&2
   rm -rf "$venv"
@@ -36,6 +39,7 @@ if [[ ! -f "$venv/.complete" ]]; then
   } >"$log" 2>&1 || { echo "[venv] FAILED to create the '$engine' environment; see $log" >&2; tail -20 "$log" >&2; exit 1; }
   touch "$venv/.complete"
 fi
+flock -u 9
 # Point the editable install at this checkout (fast; no dependency resolution).
 if ! "$venv/bin/python" -c "import tabular_runner, sys; sys.exit(0 if tabular_runner.__file__.startswith('$root/') else 1)" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >>"$log" 2>&1 \

@@ -97,7 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as exc:
-        raise UserInputError("--out", f"cannot create {out} ({exc})", "choose a writable folder") from None
+        raise UserInputError(
+            "--out", f"cannot create {out} ({exc})", "choose a writable folder"
+        ) from None
     store = LocalStore(staging)
     try:
         with StageProgress(enabled=None if not args.quiet else False) as progress:
@@ -194,7 +196,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(name)  # noqa: T201
         return 0
     if not args.name or not args.path:
-        raise UserInputError("datasets export", "needs NAME and PATH", "e.g. datasets export adult data/adult.csv")
+        raise UserInputError(
+            "datasets export", "needs NAME and PATH", "e.g. datasets export adult data/adult.csv"
+        )
     path = Path(args.path)
     fmt = DataFormat.PARQUET if path.suffix in (".parquet", ".pq") else DataFormat.CSV
     datasets.export(args.name, path, fmt)
@@ -219,12 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one stage of a job (used by the operator)")
     stage.add_argument("stage", choices=["train", "generate", "validate"])
     stage.add_argument("--job", help="manifest file with the SynthesisJob")
-    stage.add_argument("--job-json", default=os.environ.get("AUMOS_JOB_JSON"),
-                       help="the SynthesisJob as JSON (default: $AUMOS_JOB_JSON)")
-    stage.add_argument("--store", required=True, help="artifact root: s3://bucket/prefix or file://dir")
+    stage.add_argument(
+        "--job-json",
+        default=os.environ.get("AUMOS_JOB_JSON"),
+        help="the SynthesisJob as JSON (default: $AUMOS_JOB_JSON)",
+    )
+    stage.add_argument(
+        "--store", required=True, help="artifact root: s3://bucket/prefix or file://dir"
+    )
     stage.add_argument("--base-dir", help="folder relative file:// uris resolve against")
-    stage.add_argument("--termination-log", default=os.environ.get(
-        "AUMOS_TERMINATION_LOG", DEFAULT_TERMINATION_LOG))
+    stage.add_argument(
+        "--termination-log",
+        default=os.environ.get("AUMOS_TERMINATION_LOG", DEFAULT_TERMINATION_LOG),
+    )
     stage.set_defaults(func=cmd_stage)
 
     check = sub.add_parser("check", help="validate a manifest")

@@ -162,7 +162,10 @@ def _read_source(job: SynthesisJob, ctx: StageContext) -> pd.DataFrame:
             "give a single-table source",
         )
     frame = read_table(
-        source.uri, source.resolved_format(), base_dir=ctx.base_dir, s3=ctx.s3,
+        source.uri,
+        source.resolved_format(),
+        base_dir=ctx.base_dir,
+        s3=ctx.s3,
         field="spec.source.uri",
     )
     check_data(frame, "spec.source")
@@ -178,7 +181,8 @@ def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(store.get_bytes(key))
     except FileNotFoundError:
         raise TabularError(
-            f"{needed_by}: artifact {key!r} is missing from {store.uri}; run the earlier stage first"
+            f"{needed_by}: artifact {key!r} is missing from {store.uri}; "
+            "run the earlier stage first"
         ) from None
     return data
 
@@ -366,16 +370,22 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
 
     ctx.progress("validate", 1, 4, "fidelity (SDMetrics)")
     fid = fidelity.evaluate(
-        train[scored], synthetic[scored], sdtypes=sdtypes,
-        sample_rows=spec.validation.quality_sample_rows, seed=spec.seed,
+        train[scored],
+        synthetic[scored],
+        sdtypes=sdtypes,
+        sample_rows=spec.validation.quality_sample_rows,
+        seed=spec.seed,
     )
     priv = None
     if spec.validation.privacy and len(holdout) >= 10:
         ctx.progress("validate", 2, 4, "privacy (Anonymeter, DCR)")
         priv = privacy.evaluate(
-            train[scored], holdout[scored], synthetic[scored],
+            train[scored],
+            holdout[scored],
+            synthetic[scored],
             sample_rows=spec.validation.privacy_sample_rows,
-            attacks=spec.validation.attacks, seed=spec.seed,
+            attacks=spec.validation.attacks,
+            seed=spec.seed,
         )
     ctx.progress("validate", 3, 4, "release gate")
     verdict = gate.evaluate(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -55,7 +55,7 @@ class _Model(BaseModel):
 # Generators
 
 
-class GeneratorType(str, Enum):
+class GeneratorType(StrEnum):
     """Generator families the runner offers."""
 
     GAUSSIAN_COPULA = "gaussian_copula"
@@ -137,7 +137,7 @@ class GeneratorSpec(_Model):
 # Source, privacy, constraints, gate, output, resources
 
 
-class DataFormat(str, Enum):
+class DataFormat(StrEnum):
     """Tabular file formats read and written."""
 
     CSV = "csv"
@@ -166,12 +166,14 @@ class SourceSpec(_Model):
     @field_validator("uri")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not (value.startswith("file://") or value.startswith("s3://")):
+        if not (value.startswith(("file://", "s3://"))):
             raise ValueError(
                 f"unsupported uri {value!r}; use file://path/to/data.csv or s3://bucket/key"
             )
         if value in ("file://", "s3://"):
-            raise ValueError("the uri names no file; use file://path/to/data.csv or s3://bucket/key")
+            raise ValueError(
+                "the uri names no file; use file://path/to/data.csv or s3://bucket/key"
+            )
         if "@" in value.split("/")[2] and value.startswith("s3://"):
             raise ValueError(
                 "credentials must not be inline in the uri; put them in a Secret and set secretRef"
@@ -183,7 +185,7 @@ class SourceSpec(_Model):
         if self.format is not None:
             return self.format
         lowered = self.uri.lower()
-        if lowered.endswith(".parquet") or lowered.endswith(".pq"):
+        if lowered.endswith((".parquet", ".pq")):
             return DataFormat.PARQUET
         return DataFormat.CSV
 
@@ -192,9 +194,7 @@ class PrivacySpec(_Model):
     """Differential-privacy parameters of a DP generator (ε covers the whole job)."""
 
     epsilon: float = Field(gt=0, le=100, description="Total ε the job may spend (> 0).")
-    delta: float = Field(
-        default=1e-6, gt=0, lt=1, description="δ of (ε, δ)-DP; 0 < δ < 1."
-    )
+    delta: float = Field(default=1e-6, gt=0, lt=1, description="δ of (ε, δ)-DP; 0 < δ < 1.")
 
 
 class RangeConstraint(_Model):
@@ -310,7 +310,7 @@ class OutputSpec(_Model):
     @field_validator("uri")
     @classmethod
     def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not (value.startswith("file://") or value.startswith("s3://")):
+        if value is not None and not (value.startswith(("file://", "s3://"))):
             raise ValueError(f"unsupported uri {value!r}; use s3://bucket/prefix or file://dir")
         return value
 
@@ -414,7 +414,9 @@ class SynthesisJobSpec(_Model):
         if self.source is not None and self.schema_ref is not None:
             raise ValueError("[schemaRef] set only one of source and schemaRef")
         if self.generator is None and self.profile_ref is None:
-            raise ValueError("[generator] set generator (e.g. {type: gaussian_copula}) or profileRef")
+            raise ValueError(
+                "[generator] set generator (e.g. {type: gaussian_copula}) or profileRef"
+            )
         if self.rows is not None and self.scale is not None:
             raise ValueError("[scale] set only one of rows and scale")
         if self.generator is not None:
@@ -432,12 +434,13 @@ def _check_privacy(kind: GeneratorType, privacy: PrivacySpec | None) -> None:
         )
     if kind in NON_DP_GENERATORS and privacy is not None:
         raise ValueError(
-            f"[privacy] generator {kind.value} is not differentially private, so privacy.epsilon would "
-            "not be honoured; remove privacy or choose mst, aim, patectgan, dpctgan or tabularargn"
+            f"[privacy] generator {kind.value} is not differentially private, so "
+            "privacy.epsilon would not be honoured; remove privacy or choose mst, aim, "
+            "patectgan, dpctgan or tabularargn"
         )
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Lifecycle phase of a SynthesisJob."""
 
     QUEUED = "QUEUED"
@@ -494,7 +497,7 @@ class SynthesisJobStatus(_Model):
 class SynthesisJob(_Model):
     """A request to synthesise one table (or one database via ``schemaRef``)."""
 
-    api_version: Literal["tabular.aumos.io/v1alpha1"] = API_VERSION
+    api_version: Literal["tabular.aumos.io/v1alpha1"] = "tabular.aumos.io/v1alpha1"
     kind: Literal["SynthesisJob"] = "SynthesisJob"
     metadata: ObjectMeta
     spec: SynthesisJobSpec
@@ -530,7 +533,7 @@ class GenerationProfileStatus(_Model):
 class GenerationProfile(_Model):
     """A named, reusable generator configuration."""
 
-    api_version: Literal["tabular.aumos.io/v1alpha1"] = API_VERSION
+    api_version: Literal["tabular.aumos.io/v1alpha1"] = "tabular.aumos.io/v1alpha1"
     kind: Literal["GenerationProfile"] = "GenerationProfile"
     metadata: ObjectMeta
     spec: GenerationProfileSpec
@@ -600,7 +603,7 @@ class MultiTableSchemaStatus(_Model):
 class MultiTableSchema(_Model):
     """A relational schema to synthesise as a whole."""
 
-    api_version: Literal["tabular.aumos.io/v1alpha1"] = API_VERSION
+    api_version: Literal["tabular.aumos.io/v1alpha1"] = "tabular.aumos.io/v1alpha1"
     kind: Literal["MultiTableSchema"] = "MultiTableSchema"
     metadata: ObjectMeta
     spec: MultiTableSchemaSpec
@@ -634,7 +637,7 @@ class PrivacyBudgetStatus(_Model):
 class PrivacyBudget(_Model):
     """A differential-privacy budget cap."""
 
-    api_version: Literal["tabular.aumos.io/v1alpha1"] = API_VERSION
+    api_version: Literal["tabular.aumos.io/v1alpha1"] = "tabular.aumos.io/v1alpha1"
     kind: Literal["PrivacyBudget"] = "PrivacyBudget"
     metadata: ObjectMeta
     spec: PrivacyBudgetSpec
@@ -675,9 +678,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> UserInp
         message = (
             "unknown constraint type; use range, regex, unique, inequality or fixedCombinations"
         )
-    hint = f"(got {first['input']!r})" if first["type"] not in ("missing",) and _short(
-        first.get("input")
-    ) else ""
+    hint = (
+        f"(got {first['input']!r})"
+        if first["type"] not in ("missing",) and _short(first.get("input"))
+        else ""
+    )
     more = len(exc.errors()) - 1
     if more:
         hint = f"{hint} (and {more} more problem{'s' if more > 1 else ''})".strip()
@@ -695,7 +700,9 @@ def parse_resource(document: Any, where: str = "manifest") -> Resource:
         UserInputError: naming the field at fault and what is allowed.
     """
     if not isinstance(document, dict):
-        raise UserInputError(where, "is not a mapping", "a resource starts with apiVersion: and kind:")
+        raise UserInputError(
+            where, "is not a mapping", "a resource starts with apiVersion: and kind:"
+        )
     api_version = document.get("apiVersion")
     if api_version != API_VERSION:
         raise UserInputError(
@@ -727,7 +734,9 @@ def load_manifests(text: str, where: str = "manifest") -> list[Resource]:
         mark = getattr(exc, "problem_mark", None)
         position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot be parsed"
-        raise UserInputError(where, f"malformed YAML{position}: {problem}", "fix the syntax") from None
+        raise UserInputError(
+            where, f"malformed YAML{position}: {problem}", "fix the syntax"
+        ) from None
     if not documents:
         raise UserInputError(where, "holds no resource", "add a SynthesisJob document")
     return [parse_resource(doc, where) for doc in documents]
@@ -735,5 +744,7 @@ def load_manifests(text: str, where: str = "manifest") -> list[Resource]:
 
 def pick(resources: Iterable[Resource], kind: type[Any], name: str | None = None) -> Any:
     """Return the single resource of ``kind`` (and ``name`` if given), or None."""
-    found = [r for r in resources if isinstance(r, kind) and (name is None or r.metadata.name == name)]
+    found = [
+        r for r in resources if isinstance(r, kind) and (name is None or r.metadata.name == name)
+    ]
     return found[0] if found else None

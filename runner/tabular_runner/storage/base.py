@@ -18,7 +18,9 @@ class ArtifactStore(Protocol):
     def uri(self) -> str:
         """The root, as ``file:///abs/dir`` or ``s3://bucket/prefix``."""
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
         """Store ``data`` at ``key`` atomically; return the object's uri."""
 
     def get_bytes(self, key: str) -> bytes:
