@@ -351,6 +351,9 @@ class S3Store:
                     f"TLS with the S3 server failed for {where}: {reason}",
                     "if the server speaks plain HTTP, write the endpoint as http://host:port",
                 ) from exc
+            if isinstance(reason, urllib3.exceptions.ResponseError):
+                # Retries of 5xx answers ran out: the server is up but failing.
+                raise TabularError(f"the S3 server kept failing for {where}: {reason}") from exc
             raise TabularError(f"cannot reach the S3 server for {where}: {reason}") from exc
 
     def _translate(self, exc: S3Error, where: str) -> Exception:
