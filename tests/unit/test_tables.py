@@ -181,16 +181,36 @@ def test_missing_relative_file_names_the_absolute_path(tmp_path: Path) -> None:
     assert "manifest's folder" in info.value.hint
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file(tmp_path: Path, penguins: pd.DataFrame) -> None:
+@pytest.mark.parametrize("locked", ["file", "folder"], ids=["file-mode-0", "folder-mode-0"])
+def test_unreadable_file(tmp_path: Path, penguins: pd.DataFrame, locked: str) -> None:
     # Setup
-    path = tmp_path / "secret.csv"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "secret.csv"
     path.write_bytes(table_bytes(penguins, DataFormat.CSV))
-    path.chmod(0)
+    (path if locked == "file" else folder).chmod(0)
 
     # Run
-    with pytest.raises(UserInputError) as info:
-        read_table(path.as_uri(), DataFormat.CSV)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("this user reads files whatever their mode (root with CAP_DAC_OVERRIDE)")
+        with pytest.raises(UserInputError) as info:
+            read_table(path.as_uri(), DataFormat.CSV)
+    finally:
+        folder.chmod(0o755)
 
     # Assert
-    assert "permission denied" in info.value.problem
+    assert info.value.problem == f"cannot read {path}: permission denied"
+
+
+WRITE_ONLY = Path("/proc/sys/vm/compact_memory")  # mode 0200: even root may not read it
+
+
+@pytest.mark.skipif(not WRITE_ONLY.exists(), reason="needs Linux /proc/sys")
+def test_unreadable_file_even_for_root() -> None:
+    # Run
+    with pytest.raises(UserInputError) as info:
+        read_table(WRITE_ONLY.as_uri(), DataFormat.CSV)
+
+    # Assert
+    assert info.value.problem == f"cannot read {WRITE_ONLY}: permission denied"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,27 +119,34 @@ def write_table(df: pd.DataFrame, store: ArtifactStore, key: str, fmt: DataForma
 
 def _check_local_file(path: Path, fmt: DataFormat, *, field: str) -> bytes:
     """Check that ``path`` is a readable, non-empty file; return its first 4 bytes."""
-    if path.is_dir():
-        raise UserInputError(
-            field, f"{path} is a directory, not a file", f"point the uri at one {fmt.value} file"
-        )
-    if not path.exists():
+    denied = UserInputError(
+        field,
+        f"cannot read {path}: permission denied",
+        f"make the file (and its folders) readable by user id {os.getuid()}",
+    )
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise UserInputError(
             field,
             f"file not found: {path}",
             "check the path; a relative file:// path is resolved against the manifest's folder",
+        ) from exc
+    except PermissionError as exc:  # a folder on the way cannot be searched
+        raise denied from exc
+    except OSError as exc:
+        raise UserInputError(field, f"cannot read {path}: {exc.strerror}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise UserInputError(
+            field, f"{path} is a directory, not a file", f"point the uri at one {fmt.value} file"
         )
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
     except PermissionError as exc:
-        raise UserInputError(
-            field,
-            f"cannot read {path}: permission denied",
-            f"make the file readable by user id {os.getuid()}",
-        ) from exc
+        raise denied from exc
     except OSError as exc:
-        raise UserInputError(field, f"cannot read {path}: {exc.strerror}", "") from exc
+        raise UserInputError(field, f"cannot read {path}: {exc.strerror}") from exc
     if not head:
         raise UserInputError(field, f"{path} is empty", f"give a {fmt.value} file with data")
     return head
