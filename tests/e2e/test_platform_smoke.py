@@ -7,6 +7,7 @@ Not real: containers are local processes started by tests/platform/node_agent.py
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +26,9 @@ GROUP, VERSION, PLURAL = "smoke.aumos.test", "v1", "widgets"
 TIMEOUT_S = 60.0
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S, interval: float = 0.25) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S, interval: float = 0.25
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -51,7 +54,9 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     name = f"smoke-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for("the default ServiceAccount", lambda: core.read_namespaced_service_account("default", name))
+    wait_for(
+        "the default ServiceAccount", lambda: core.read_namespaced_service_account("default", name)
+    )
     yield name
     core.delete_namespace(name)
 
@@ -74,8 +79,15 @@ def widget_crd(api: client.ApiClient) -> Iterator[None]:
             "group": GROUP,
             "scope": "Namespaced",
             "names": {"plural": PLURAL, "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": VERSION, "served": True, "storage": True, "schema": {"openAPIV3Schema": schema},
-                          "subresources": {"status": {}}}],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
         },
     }
     ext.create_custom_resource_definition(crd)
@@ -87,33 +99,49 @@ def widget_crd(api: client.ApiClient) -> Iterator[None]:
     wait_for("the CRD to be established", established)
     # Discovery lags the Established condition a little; wait until a list works.
     objects = client.CustomObjectsApi(api)
-    wait_for("the CRD to be served", lambda: objects.list_cluster_custom_object(GROUP, VERSION, PLURAL) is not None)
+    wait_for(
+        "the CRD to be served",
+        lambda: objects.list_cluster_custom_object(GROUP, VERSION, PLURAL) is not None,
+    )
     yield
     ext.delete_custom_resource_definition(f"{PLURAL}.{GROUP}")
 
 
 def test_crd_prunes_unknown_fields(api: client.ApiClient, widget_crd: None, namespace: str) -> None:
     objects = client.CustomObjectsApi(api)
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Widget", "metadata": {"name": "w1"},
-            "spec": {"size": 3, "colour": "blue"}}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 3, "colour": "blue"},
+    }
     # Run
     created = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     # Assert
     assert created["spec"] == {"size": 3}
 
 
-def test_status_subresource_ignores_status_on_the_main_resource(api: client.ApiClient, widget_crd: None,
-                                                                  namespace: str) -> None:
+def test_status_subresource_ignores_status_on_the_main_resource(
+    api: client.ApiClient, widget_crd: None, namespace: str
+) -> None:
     objects = client.CustomObjectsApi(api)
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": 1},
-            "status": {"phase": "Bogus"}}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Widget",
+        "metadata": {"name": "w2"},
+        "spec": {"size": 1},
+        "status": {"phase": "Bogus"},
+    }
     created = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     assert "status" not in created
     # Run
     created["status"] = {"phase": "Main"}
-    replaced = objects.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "w2", created)
-    via_status = objects.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "w2",
-                                                               {"status": {"phase": "Ready"}})
+    replaced = objects.replace_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "w2", created
+    )
+    via_status = objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, "w2", {"status": {"phase": "Ready"}}
+    )
     # Assert
     assert "status" not in replaced
     assert via_status["status"] == {"phase": "Ready"}
@@ -121,11 +149,17 @@ def test_status_subresource_ignores_status_on_the_main_resource(api: client.ApiC
 
 def job_manifest(name: str, script: str, **pod_spec: Any) -> client.V1Job:
     container = client.V1Container(
-        name="main", image="aumos/tabular-runner:test", command=["python", "-c", script],
+        name="main",
+        image="aumos/tabular-runner:test",
+        command=["python", "-c", script],
         termination_message_path="/dev/termination-log",
     )
-    spec = client.V1PodSpec(restart_policy="Never", containers=[container], automount_service_account_token=False,
-                            **pod_spec)
+    spec = client.V1PodSpec(
+        restart_policy="Never",
+        containers=[container],
+        automount_service_account_token=False,
+        **pod_spec,
+    )
     return client.V1Job(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1JobSpec(backoff_limit=0, template=client.V1PodTemplateSpec(spec=spec)),
@@ -136,17 +170,29 @@ def job_pods(core: client.CoreV1Api, namespace: str, job: str) -> list[client.V1
     return core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
 
 
-def test_job_completes_and_reports_its_termination_message(api: client.ApiClient, namespace: str) -> None:
+def test_job_completes_and_reports_its_termination_message(
+    api: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    script = "import os; open('/dev/termination-log', 'w').write('{\"rows\": 42, \"ns\": \"%s\"}' % os.environ['NS'])"
+    script = (
+        "import json, os; "
+        "open('/dev/termination-log', 'w').write(json.dumps({'rows': 42, 'ns': os.environ['NS']}))"
+    )
     job = job_manifest("smoke", script)
     job.spec.template.spec.containers[0].env = [
-        client.V1EnvVar(name="NS", value_from=client.V1EnvVarSource(
-            field_ref=client.V1ObjectFieldSelector(field_path="metadata.namespace")))
+        client.V1EnvVar(
+            name="NS",
+            value_from=client.V1EnvVarSource(
+                field_ref=client.V1ObjectFieldSelector(field_path="metadata.namespace")
+            ),
+        )
     ]
     # Run
     batch.create_namespaced_job(namespace, job)
-    done = wait_for("the Job to complete", lambda: (batch.read_namespaced_job_status("smoke", namespace).status.succeeded or 0) >= 1)
+    done = wait_for(
+        "the Job to complete",
+        lambda: (batch.read_namespaced_job_status("smoke", namespace).status.succeeded or 0) >= 1,
+    )
     # Assert
     assert done
     (pod,) = job_pods(core, namespace, "smoke")
@@ -154,28 +200,44 @@ def test_job_completes_and_reports_its_termination_message(api: client.ApiClient
     assert pod.status.phase == "Succeeded"
     term = pod.status.container_statuses[0].state.terminated
     assert term.exit_code == 0
-    assert term.message == '{"rows": 42, "ns": "%s"}' % namespace
-    conds = {c.type: c.status for c in batch.read_namespaced_job_status("smoke", namespace).status.conditions}
+    assert json.loads(term.message) == {"rows": 42, "ns": namespace}
+    conds = {
+        c.type: c.status
+        for c in batch.read_namespaced_job_status("smoke", namespace).status.conditions
+    }
     assert conds.get("Complete") == "True"
 
 
 def test_failed_job_reports_exit_code(api: client.ApiClient, namespace: str) -> None:
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     batch.create_namespaced_job(namespace, job_manifest("fails", "import sys; sys.exit(3)"))
-    wait_for("the Job to fail", lambda: (batch.read_namespaced_job_status("fails", namespace).status.failed or 0) >= 1)
+    wait_for(
+        "the Job to fail",
+        lambda: (batch.read_namespaced_job_status("fails", namespace).status.failed or 0) >= 1,
+    )
     (pod,) = job_pods(core, namespace, "fails")
     assert pod.status.phase == "Failed"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 3
 
 
-def test_deleting_the_owner_collects_the_job_and_its_pod(api: client.ApiClient, namespace: str) -> None:
+def test_deleting_the_owner_collects_the_job_and_its_pod(
+    api: client.ApiClient, namespace: str
+) -> None:
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
     job = job_manifest("owned", "import time; time.sleep(300)")
-    job.metadata.owner_references = [client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                                             uid=owner.metadata.uid)]
+    job.metadata.owner_references = [
+        client.V1OwnerReference(
+            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
+        )
+    ]
     batch.create_namespaced_job(namespace, job)
-    wait_for("the pod to run", lambda: [p for p in job_pods(core, namespace, "owned") if p.status.phase == "Running"])
+    wait_for(
+        "the pod to run",
+        lambda: [p for p in job_pods(core, namespace, "owned") if p.status.phase == "Running"],
+    )
     # Run
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
     # Assert
@@ -186,12 +248,27 @@ def test_deleting_the_owner_collects_the_job_and_its_pod(api: client.ApiClient, 
 def test_restricted_namespace_rejects_a_privileged_pod(api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
     name = f"restricted-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"}
+            )
+        )
+    )
     try:
-        pod = client.V1Pod(metadata=client.V1ObjectMeta(name="priv"), spec=client.V1PodSpec(containers=[
-            client.V1Container(name="c", image="python:3.11", command=["true"],
-                               security_context=client.V1SecurityContext(privileged=True))]))
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="priv"),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="c",
+                        image="python:3.11",
+                        command=["true"],
+                        security_context=client.V1SecurityContext(privileged=True),
+                    )
+                ]
+            ),
+        )
         with pytest.raises(ApiException) as err:
             core.create_namespaced_pod(name, pod)
         assert err.value.status == 403
@@ -200,11 +277,15 @@ def test_restricted_namespace_rejects_a_privileged_pod(api: client.ApiClient) ->
         core.delete_namespace(name)
 
 
-def test_service_account_without_permissions_is_forbidden(api: client.ApiClient, namespace: str,
-                                                           sa_kubeconfig: Callable[..., Path]) -> None:
+def test_service_account_without_permissions_is_forbidden(
+    api: client.ApiClient, namespace: str, sa_kubeconfig: Callable[..., Path]
+) -> None:
     client.CoreV1Api(api).create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
-    sa_api = client.CoreV1Api(config.new_client_from_config(config_file=str(sa_kubeconfig(namespace, "nobody"))))
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
+    sa_api = client.CoreV1Api(
+        config.new_client_from_config(config_file=str(sa_kubeconfig(namespace, "nobody")))
+    )
     with pytest.raises(ApiException) as err:
         sa_api.list_namespaced_config_map(namespace)
     assert err.value.status == 403
@@ -219,15 +300,24 @@ def test_gpu_pod_is_bound_and_runs(api: client.ApiClient, namespace: str) -> Non
         spec=client.V1PodSpec(
             restart_policy="Never",
             node_selector={"nvidia.com/gpu.present": "true"},
-            tolerations=[client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-            containers=[client.V1Container(name="train", image="aumos/tabular-runner:test",
-                                           command=["python", "-c", "print('trained')"],
-                                           resources=client.V1ResourceRequirements(requests=gpu, limits=gpu))],
+            tolerations=[
+                client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+            ],
+            containers=[
+                client.V1Container(
+                    name="train",
+                    image="aumos/tabular-runner:test",
+                    command=["python", "-c", "print('trained')"],
+                    resources=client.V1ResourceRequirements(requests=gpu, limits=gpu),
+                )
+            ],
         ),
     )
     core.create_namespaced_pod(namespace, pod)
-    done = wait_for("the GPU pod to succeed",
-                    lambda: core.read_namespaced_pod("gpu", namespace).status.phase in ("Succeeded", "Failed"))
+    done = wait_for(
+        "the GPU pod to succeed",
+        lambda: core.read_namespaced_pod("gpu", namespace).status.phase in ("Succeeded", "Failed"),
+    )
     assert done
     got = core.read_namespaced_pod("gpu", namespace)
     assert got.spec.node_name == "aumos-local-node"
@@ -236,9 +326,17 @@ def test_gpu_pod_is_bound_and_runs(api: client.ApiClient, namespace: str) -> Non
 
 def test_unknown_image_fails_like_a_pull_error(api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(api)
-    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="nope"), spec=client.V1PodSpec(
-        restart_policy="Never", containers=[client.V1Container(name="c", image="example.com/unknown:1")]))
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="nope"),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            containers=[client.V1Container(name="c", image="example.com/unknown:1")],
+        ),
+    )
     core.create_namespaced_pod(namespace, pod)
-    wait_for("the pod to fail", lambda: core.read_namespaced_pod("nope", namespace).status.phase == "Failed")
+    wait_for(
+        "the pod to fail",
+        lambda: core.read_namespaced_pod("nope", namespace).status.phase == "Failed",
+    )
     waiting = core.read_namespaced_pod("nope", namespace).status.container_statuses[0].state.waiting
     assert waiting.reason == "ErrImagePull"

@@ -41,7 +41,9 @@ def test_kafka_round_trips_a_message_with_an_idempotent_producer(kafka_bootstrap
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
 
     async def round_trip() -> list[bytes]:
-        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all"
+        )
         await producer.start()
         try:
             for i in range(3):
@@ -49,7 +51,10 @@ def test_kafka_round_trips_a_message_with_an_idempotent_producer(kafka_bootstrap
         finally:
             await producer.stop()
         consumer = aiokafka.AIOKafkaConsumer(
-            topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"g-{topic}"
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=f"g-{topic}",
         )
         await consumer.start()
         try:
@@ -70,8 +75,13 @@ def test_kafka_round_trips_a_message_with_an_idempotent_producer(kafka_bootstrap
 def test_s3_put_get_and_presigned_get(s3_server: S3Server) -> None:
     minio = pytest.importorskip("minio")
     # Setup
-    c = minio.Minio(s3_server.endpoint, access_key=s3_server.access_key, secret_key=s3_server.secret_key,
-                    secure=s3_server.secure, region=s3_server.region)
+    c = minio.Minio(
+        s3_server.endpoint,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        secure=s3_server.secure,
+        region=s3_server.region,
+    )
     bucket = f"smoke-{uuid.uuid4().hex[:8]}"
     c.make_bucket(bucket)
     body = b"synthetic,rows\n1,2\n"
@@ -94,7 +104,12 @@ def test_s3_put_get_and_presigned_get(s3_server: S3Server) -> None:
 
 def test_s3_rejects_wrong_credentials(s3_server: S3Server) -> None:
     minio = pytest.importorskip("minio")
-    c = minio.Minio(s3_server.endpoint, access_key="nobody", secret_key="wrong-secret-key", secure=False,
-                    region=s3_server.region)
+    c = minio.Minio(
+        s3_server.endpoint,
+        access_key="nobody",
+        secret_key="wrong-secret-key",
+        secure=False,
+        region=s3_server.region,
+    )
     with pytest.raises(minio.error.S3Error):
         c.list_buckets()

@@ -21,8 +21,18 @@ Obj = Mapping[str, Any]
 # --------------------------------------------------------------------------- quantities
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1), "k": Decimal("1e3"),
-            "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"), "E": Decimal("1e18")}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE]?)$")
 
 
@@ -118,13 +128,16 @@ def _match_expression(expr: Obj, labels: Mapping[str, str]) -> bool:
 
 
 def _node_affinity_ok(spec: Obj, labels: Mapping[str, str]) -> bool:
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     terms = required.get("nodeSelectorTerms") or []
     if not terms:
         return True
     # Terms are ORed, expressions within a term ANDed.
-    return any(all(_match_expression(e, labels) for e in (t.get("matchExpressions") or [])) for t in terms)
+    return any(
+        all(_match_expression(e, labels) for e in (t.get("matchExpressions") or [])) for t in terms
+    )
 
 
 def unschedulable_reason(pod: Obj, node: Obj, bound: Sequence[Obj]) -> str | None:
@@ -140,9 +153,14 @@ def unschedulable_reason(pod: Obj, node: Obj, bound: Sequence[Obj]) -> str | Non
     if not _node_affinity_ok(spec, labels):
         return "node didn't match Pod's node affinity/selector (nodeAffinity)"
     for taint in node_spec.get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(spec.get("tolerations") or [], taint):
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(
+            spec.get("tolerations") or [], taint
+        ):
             return f"node had untolerated taint {{{taint.get('key')}: {taint.get('value', '')}}}"
-    allocatable = {k: parse_quantity(v) for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()}
+    allocatable = {
+        k: parse_quantity(v)
+        for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()
+    }
     live = [p for p in bound if not is_terminal(p)]
     if "pods" in allocatable and len(live) + 1 > allocatable["pods"]:
         return "Too many pods"
@@ -213,12 +231,14 @@ def _key_ref(kind: str, ref: Obj, namespace: str, lookup: Lookup) -> str | None:
     if ref.get("key") not in data:
         if optional:
             return None
-        raise ContainerConfigError(f'couldn\'t find key {ref.get("key")} in {kind} {namespace}/{ref.get("name")}')
+        raise ContainerConfigError(
+            f"couldn't find key {ref.get('key')} in {kind} {namespace}/{ref.get('name')}"
+        )
     return data[ref["key"]]
 
 
 def resolve_env(container: Obj, pod: Obj, lookup: Lookup, node_name: str = "") -> dict[str, str]:
-    """The environment of ``container``: envFrom first, then env (later wins), ``$(VAR)`` expanded."""
+    """The environment of ``container``: envFrom, then env (later wins), ``$(VAR)`` expanded."""
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
@@ -289,11 +309,13 @@ def match_image(image: str, table: Sequence[ImageEntry]) -> ImageEntry | None:
 
 
 def container_argv(container: Obj, entry: ImageEntry, env: Mapping[str, str]) -> list[str]:
-    """command+args with ``$(VAR)`` expansion; the image entrypoint stands in for a missing command."""
+    """command+args, ``$(VAR)`` expanded; the image entrypoint stands in for a missing command."""
     command = list(container.get("command") or entry.entrypoint)
     argv = [expand(str(a), env) for a in command + list(container.get("args") or [])]
     if not argv:
-        raise ContainerConfigError(f"no command given and image {container.get('image')!r} has no entrypoint")
+        raise ContainerConfigError(
+            f"no command given and image {container.get('image')!r} has no entrypoint"
+        )
     return argv
 
 
@@ -319,18 +341,30 @@ def should_restart(restart_policy: str, exit_code: int) -> bool:
     return restart_policy == "Always" or (restart_policy == "OnFailure" and exit_code != 0)
 
 
-def pod_phase(restart_policy: str, init: Sequence[ContainerState], main: Sequence[ContainerState]) -> str:
+def pod_phase(
+    restart_policy: str, init: Sequence[ContainerState], main: Sequence[ContainerState]
+) -> str:
     """The pod phase the kubelet would report for these container states."""
-    if any(c.state == "terminated" and c.exit_code not in (0, None) and not should_restart(restart_policy, c.exit_code or 0)
-           for c in init):
+    if any(
+        c.state == "terminated"
+        and c.exit_code not in (0, None)
+        and not should_restart(restart_policy, c.exit_code or 0)
+        for c in init
+    ):
         return "Failed"
-    if any(c.state == "waiting" and c.reason in ("ErrImagePull", "CreateContainerConfigError") and restart_policy == "Never"
-           for c in [*init, *main]):
+    if any(
+        c.state == "waiting"
+        and c.reason in ("ErrImagePull", "CreateContainerConfigError")
+        and restart_policy == "Never"
+        for c in [*init, *main]
+    ):
         return "Failed"
     if main and all(c.state == "terminated" for c in main):
         if all(c.exit_code == 0 for c in main):
             return "Succeeded"
-        if restart_policy == "Never" or all(c.exit_code == 0 or not should_restart(restart_policy, c.exit_code or 0) for c in main):
+        if restart_policy == "Never" or all(
+            c.exit_code == 0 or not should_restart(restart_policy, c.exit_code or 0) for c in main
+        ):
             return "Failed"
     if any(c.state in ("running", "terminated") for c in main):
         return "Running"
@@ -342,20 +376,38 @@ def _container_status(c: ContainerState) -> dict[str, Any]:
     if c.state == "running":
         state = {"running": {"startedAt": c.started_at}}
     elif c.state == "terminated":
-        state = {"terminated": {"exitCode": c.exit_code, "reason": c.reason, "message": c.message or None,
-                                "startedAt": c.started_at, "finishedAt": c.finished_at}}
+        state = {
+            "terminated": {
+                "exitCode": c.exit_code,
+                "reason": c.reason,
+                "message": c.message or None,
+                "startedAt": c.started_at,
+                "finishedAt": c.finished_at,
+            }
+        }
         state["terminated"] = {k: v for k, v in state["terminated"].items() if v is not None}
     else:
         state = {"waiting": {"reason": c.reason, **({"message": c.message} if c.message else {})}}
     return {
-        "name": c.name, "image": c.image, "imageID": f"aumos-local://{c.image}", "ready": c.state == "running",
-        "started": c.state == "running", "restartCount": c.restart_count, "state": state,
+        "name": c.name,
+        "image": c.image,
+        "imageID": f"aumos-local://{c.image}",
+        "ready": c.state == "running",
+        "started": c.state == "running",
+        "restartCount": c.restart_count,
+        "state": state,
         **({"containerID": f"aumos-local://{c.name}"} if c.state != "waiting" else {}),
     }
 
 
-def render_status(restart_policy: str, init: Sequence[ContainerState], main: Sequence[ContainerState],
-                  *, start_time: str, now: str) -> dict[str, Any]:
+def render_status(
+    restart_policy: str,
+    init: Sequence[ContainerState],
+    main: Sequence[ContainerState],
+    *,
+    start_time: str,
+    now: str,
+) -> dict[str, Any]:
     """The full pod ``status`` written through the status subresource (a merge patch)."""
     phase = pod_phase(restart_policy, init, main)
     initialized = all(c.state == "terminated" and c.exit_code == 0 for c in init)
@@ -387,7 +439,7 @@ def render_status(restart_policy: str, init: Sequence[ContainerState], main: Seq
 
 
 def termination_message(written: str, log_tail: str, *, policy: str, exit_code: int) -> str:
-    """What goes to state.terminated.message: the file, else (FallbackToLogsOnError) the log tail."""
+    """state.terminated.message: the file, else (FallbackToLogsOnError) the log tail."""
     if written:
         return written[-4096:]
     if policy == "FallbackToLogsOnError" and exit_code != 0:

@@ -27,11 +27,15 @@ def _run(cmd: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = N
     with log.open("a") as fh:
         fh.write(f"\n$ (cd {cwd} && {' '.join(cmd)})\n")
         fh.flush()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False)
+        proc = subprocess.run(
+            cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env, check=False
+        )
         fh.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f}s\n")
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
-        raise BuildError(f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); log: {log}\n{tail}")
+        raise BuildError(
+            f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); log: {log}\n{tail}"
+        )
 
 
 def _go_env(gobin: Path | None = None) -> dict[str, str]:
@@ -97,7 +101,12 @@ def build_k8s(log_dir: Path) -> Path:
         ]
     )
     bindir.mkdir(exist_ok=True)
-    _run([go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bindir) + "/", *pkgs], cwd=root, log=log, env=env)
+    _run(
+        [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(bindir) + "/", *pkgs],
+        cwd=root,
+        log=log,
+        env=env,
+    )
     marker.write_text(versions.KUBERNETES + "\n")
     return bindir
 
@@ -111,7 +120,12 @@ def _go_install(pkg: str, name: str, log_dir: Path) -> Path:
         return target
     bindir.mkdir(parents=True, exist_ok=True)
     # GOBIN install of a module@version needs no enclosing module.
-    _run([_require("go"), "install", "-trimpath", "-ldflags", "-s -w", pkg], cwd=bindir, log=log_dir / f"build-{name}.log", env=_go_env(bindir))
+    _run(
+        [_require("go"), "install", "-trimpath", "-ldflags", "-s -w", pkg],
+        cwd=bindir,
+        log=log_dir / f"build-{name}.log",
+        env=_go_env(bindir),
+    )
     installed = bindir / pkg.rsplit("/", 1)[1].split("@")[0]
     if installed != target:
         installed.replace(target)
@@ -129,11 +143,28 @@ def build_etcd(log_dir: Path) -> Path:
     go = _require("go")
     root = paths.cache_root() / f"etcd-{versions.ETCD}"
     root.mkdir(parents=True, exist_ok=True)
-    (root / "go.mod").write_text(f"module aumos.local/testenv-etcd\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 {versions.ETCD}\n")
+    (root / "go.mod").write_text(
+        "module aumos.local/testenv-etcd\n\ngo 1.24.0\n\n"
+        f"require go.etcd.io/etcd/server/v3 {versions.ETCD}\n"
+    )
     log, env = log_dir / "build-etcd.log", _go_env()
     _run([go, "get", f"go.etcd.io/etcd/server/v3@{versions.ETCD}"], cwd=root, log=log, env=env)
     bindir.mkdir(parents=True, exist_ok=True)
-    _run([go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target), "go.etcd.io/etcd/server/v3"], cwd=root, log=log, env=env)
+    _run(
+        [
+            go,
+            "build",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            "-o",
+            str(target),
+            "go.etcd.io/etcd/server/v3",
+        ],
+        cwd=root,
+        log=log,
+        env=env,
+    )
     marker.write_text(versions.ETCD + "\n")
     return target
 
@@ -143,7 +174,11 @@ def build_helm(log_dir: Path) -> Path:
 
 
 def build_kubeconform(log_dir: Path) -> Path:
-    return _go_install(f"github.com/yannh/kubeconform/cmd/kubeconform@{versions.KUBECONFORM}", "kubeconform", log_dir)
+    return _go_install(
+        f"github.com/yannh/kubeconform/cmd/kubeconform@{versions.KUBECONFORM}",
+        "kubeconform",
+        log_dir,
+    )
 
 
 KAFKA_POM = """<?xml version="1.0" encoding="UTF-8"?>
@@ -180,13 +215,22 @@ def build_kafka(log_dir: Path) -> Path:
     mvn = _require("mvn")
     root.mkdir(parents=True, exist_ok=True)
     (root / "pom.xml").write_text(KAFKA_POM.format(version=versions.KAFKA))
-    cmd = [mvn, "-B", "-q", "dependency:copy-dependencies", f"-DoutputDirectory={lib}", "-DincludeScope=runtime"]
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={lib}",
+        "-DincludeScope=runtime",
+    ]
     _run(cmd, cwd=root, log=log_dir / "build-kafka.log")
     marker.write_text(versions.KAFKA + "\n")
     return lib
 
 
-if __name__ == "__main__":  # pragma: no cover - manual entry: python -m tests.platform.build k8s etcd
+if (
+    __name__ == "__main__"
+):  # pragma: no cover - manual entry: python -m tests.platform.build k8s etcd
     logs = paths.state_dir() / "logs"
     for what in sys.argv[1:]:
         t0 = time.monotonic()

@@ -50,7 +50,7 @@ MAX_GRACE_S = 30.0
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ApiError(Exception):
@@ -71,19 +71,32 @@ class Kube:
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         self.server: str = cfg.host
         self.ca_file: str | None = cfg.ssl_ca_cert
-        self._auth = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix("BearerToken")
+        self._auth = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix(
+            "BearerToken"
+        )
         self.pool = urllib3.PoolManager(
-            num_pools=4, maxsize=16, cert_reqs="CERT_REQUIRED", ca_certs=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file, key_file=cfg.key_file,
+            num_pools=4,
+            maxsize=16,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
         )
 
-    def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json") -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, *, content_type: str = "application/json"
+    ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         if self._auth:
             headers["Authorization"] = self._auth
-        resp = self.pool.request(method, self.server + path, headers=headers,
-                                 body=None if body is None else json.dumps(body).encode(),
-                                 timeout=urllib3.Timeout(connect=5, read=30), retries=False)
+        resp = self.pool.request(
+            method,
+            self.server + path,
+            headers=headers,
+            body=None if body is None else json.dumps(body).encode(),
+            timeout=urllib3.Timeout(connect=5, read=30),
+            retries=False,
+        )
         data = resp.data.decode(errors="replace")
         if resp.status >= 300:
             raise ApiError(resp.status, data)
@@ -110,8 +123,13 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, str]] = field(default_factory=list)
     capacity: dict[str, str] = field(
-        default_factory=lambda: {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "1",
-                                 "ephemeral-storage": "100Gi"}
+        default_factory=lambda: {
+            "cpu": "16",
+            "memory": "64Gi",
+            "pods": "110",
+            "nvidia.com/gpu": "1",
+            "ephemeral-storage": "100Gi",
+        }
     )
     images: list[logic.ImageEntry] = field(default_factory=list)
 
@@ -127,8 +145,14 @@ class PodRunner(threading.Thread):
         self.spec: Mapping[str, Any] = pod["spec"]
         self.policy: str = self.spec.get("restartPolicy", "Always")
         self.dir = agent.cfg.workdir / "pods" / f"{meta['namespace']}_{meta['name']}_{self.uid[:8]}"
-        self.init = [logic.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("initContainers") or []]
-        self.main = [logic.ContainerState(c["name"], c.get("image", "")) for c in self.spec.get("containers") or []]
+        self.init = [
+            logic.ContainerState(c["name"], c.get("image", ""))
+            for c in self.spec.get("initContainers") or []
+        ]
+        self.main = [
+            logic.ContainerState(c["name"], c.get("image", ""))
+            for c in self.spec.get("containers") or []
+        ]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.stop_requested = threading.Event()
         self.grace = MAX_GRACE_S
@@ -149,7 +173,12 @@ class PodRunner(threading.Thread):
             log.exception("pod %s failed in the agent", self.name)
             for c in self.main:
                 if c.state != "terminated":
-                    c.state, c.reason, c.exit_code, c.message = "terminated", "Error", 128, "node agent error"
+                    c.state, c.reason, c.exit_code, c.message = (
+                        "terminated",
+                        "Error",
+                        128,
+                        "node agent error",
+                    )
             self.report()
         finally:
             self._kill_all(0)
@@ -192,7 +221,9 @@ class PodRunner(threading.Thread):
                     self._finish(spec, state, proc.returncode)
                     changed = True
                     if logic.should_restart(self.policy, proc.returncode):
-                        backoff_until[state.name] = time.monotonic() + min(10.0, 2.0**state.restart_count)
+                        backoff_until[state.name] = time.monotonic() + min(
+                            10.0, 2.0**state.restart_count
+                        )
                 elif proc is None and state.state == "waiting" and self.policy != "Never":
                     self._start(spec, state)  # config/image errors are retried like the kubelet
                 if state.name in backoff_until and time.monotonic() >= backoff_until[state.name]:
@@ -211,19 +242,28 @@ class PodRunner(threading.Thread):
 
     # -- containers ----------------------------------------------------------------------
 
-    def _start(self, spec: Mapping[str, Any], state: logic.ContainerState) -> subprocess.Popen[bytes] | None:
+    def _start(
+        self, spec: Mapping[str, Any], state: logic.ContainerState
+    ) -> subprocess.Popen[bytes] | None:
         agent = self.agent
         entry = logic.match_image(spec.get("image", ""), agent.cfg.images)
         if entry is None:
             state.state, state.reason = "waiting", "ErrImagePull"
-            state.message = f'image "{spec.get("image")}" is not mapped in {IMAGES_FILE.name} (containers are local processes)'
+            state.message = (
+                f'image "{spec.get("image")}" is not mapped in {IMAGES_FILE.name} '
+                "(containers are local processes)"
+            )
             self.report()
             return None
         try:
             env = logic.resolve_env(spec, self.pod, agent.lookup, agent.cfg.node_name)
             argv = logic.container_argv(spec, entry, env)
         except logic.ContainerConfigError as e:
-            state.state, state.reason, state.message = "waiting", "CreateContainerConfigError", str(e)
+            state.state, state.reason, state.message = (
+                "waiting",
+                "CreateContainerConfigError",
+                str(e),
+            )
             self.report()
             return None
         name = state.name
@@ -244,12 +284,23 @@ class PodRunner(threading.Thread):
         }
         (self.dir / "home").mkdir(exist_ok=True)
         full_env = {**base, **entry.env, **self._service_account_env(), **env}
-        cwd = Path(spec["workingDir"]) if spec.get("workingDir") and Path(spec["workingDir"]).is_dir() else self.dir
+        cwd = (
+            Path(spec["workingDir"])
+            if spec.get("workingDir") and Path(spec["workingDir"]).is_dir()
+            else self.dir
+        )
         logfile = self.dir / f"{name}.log"
         try:
             with logfile.open("ab") as out:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=full_env, cwd=cwd, start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
         except OSError as e:
             state.state, state.reason, state.message = "terminated", "StartError", str(e)
             state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
@@ -307,27 +358,54 @@ class PodRunner(threading.Thread):
             return self._sa_env
         self._sa_env = {}
         projected = [
-            s for v in self.spec.get("volumes") or [] for s in ((v.get("projected") or {}).get("sources") or [])
+            s
+            for v in self.spec.get("volumes") or []
+            for s in ((v.get("projected") or {}).get("sources") or [])
         ]
         if not any("serviceAccountToken" in s for s in projected):
             return self._sa_env
         meta = self.pod["metadata"]
         sa = self.spec.get("serviceAccountName") or "default"
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 3600,
-                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": self.uid}}}
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 3600,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": self.uid,
+                },
+            },
+        }
         token = self.agent.kube.request(
-            "POST", f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token", body)["status"]["token"]
+            "POST", f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token", body
+        )["status"]["token"]
         sa_dir = self.dir / "serviceaccount"
         sa_dir.mkdir(exist_ok=True)
         (sa_dir / "token").write_text(token)
         (sa_dir / "namespace").write_text(meta["namespace"])
         kubeconfig = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{"name": "local", "cluster": {"server": self.agent.kube.server,
-                                                       "certificate-authority": self.agent.kube.ca_file}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sa",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": self.agent.kube.server,
+                        "certificate-authority": self.agent.kube.ca_file,
+                    },
+                }
+            ],
             "users": [{"name": sa, "user": {"tokenFile": str(sa_dir / "token")}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "local", "user": sa, "namespace": meta["namespace"]}}],
+            "contexts": [
+                {
+                    "name": "sa",
+                    "context": {"cluster": "local", "user": sa, "namespace": meta["namespace"]},
+                }
+            ],
         }
         path = self.dir / "kubeconfig"
         path.write_text(json.dumps(kubeconfig))
@@ -337,10 +415,15 @@ class PodRunner(threading.Thread):
     # -- status ----------------------------------------------------------------------------
 
     def report(self) -> None:
-        key = [(c.state, c.reason, c.exit_code, c.restart_count, c.message) for c in [*self.init, *self.main]]
+        key = [
+            (c.state, c.reason, c.exit_code, c.restart_count, c.message)
+            for c in [*self.init, *self.main]
+        ]
         if key == self._last_key:
             return
-        status = logic.render_status(self.policy, self.init, self.main, start_time=self.start_time, now=now_iso())
+        status = logic.render_status(
+            self.policy, self.init, self.main, start_time=self.start_time, now=now_iso()
+        )
         try:
             self.agent.kube.merge_patch(pod_path(self.pod, "/status"), {"status": status})
             self._last_key = key
@@ -395,8 +478,13 @@ class NodeAgent:
         now = now_iso()
 
         def cond(kind: str, status: str, reason: str) -> dict[str, str]:
-            return {"type": kind, "status": status, "reason": reason, "lastHeartbeatTime": now,
-                    "lastTransitionTime": self._ready_since}
+            return {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": self._ready_since,
+            }
 
         return {
             "capacity": self.cfg.capacity,
@@ -407,34 +495,62 @@ class NodeAgent:
                 cond("DiskPressure", "False", "KubeletHasNoDiskPressure"),
                 cond("PIDPressure", "False", "KubeletHasSufficientPID"),
             ],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.cfg.node_name}],
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "aumos-node-agent",
-                         "kubeProxyVersion": "", "containerRuntimeVersion": "process://local", "osImage": "local",
-                         "kernelVersion": os.uname().release, "machineID": "", "systemUUID": "", "bootID": ""},
+            "addresses": [
+                {"type": "InternalIP", "address": "127.0.0.1"},
+                {"type": "Hostname", "address": self.cfg.node_name},
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": "aumos-node-agent",
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": "process://local",
+                "osImage": "local",
+                "kernelVersion": os.uname().release,
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
         }
 
     def register(self) -> None:
         self._ready_since = now_iso()
-        labels = {"kubernetes.io/hostname": self.cfg.node_name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64", **self.cfg.labels}
-        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.node_name, "labels": labels}}
+        labels = {
+            "kubernetes.io/hostname": self.cfg.node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            **self.cfg.labels,
+        }
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.cfg.node_name, "labels": labels},
+        }
         try:
             self.kube.request("POST", "/api/v1/nodes", body)
         except ApiError as e:
             if e.status != 409:
                 raise
-            self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}", {"metadata": {"labels": labels}})
-        self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()})
+            self.kube.merge_patch(
+                f"/api/v1/nodes/{self.cfg.node_name}", {"metadata": {"labels": labels}}
+            )
+        self.kube.merge_patch(
+            f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()}
+        )
         # TaintNodesByCondition adds node.kubernetes.io/not-ready at creation and the (absent)
         # node-lifecycle controller would lift it; the node is Ready, so set the taints we mean.
-        self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}", {"spec": {"taints": self.cfg.taints or None}})
+        self.kube.merge_patch(
+            f"/api/v1/nodes/{self.cfg.node_name}", {"spec": {"taints": self.cfg.taints or None}}
+        )
         self._last_heartbeat = time.monotonic()
         log.info("node %s registered: capacity %s", self.cfg.node_name, self.cfg.capacity)
 
     def heartbeat(self) -> None:
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_S:
-            self.kube.merge_patch(f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()})
+            self.kube.merge_patch(
+                f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()}
+            )
             self._last_heartbeat = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -469,13 +585,19 @@ class NodeAgent:
                     del self.runners[uid]
         self.deleted &= seen
 
-    def schedule(self, pod: dict[str, Any], node: Mapping[str, Any], mine: list[dict[str, Any]]) -> None:
+    def schedule(
+        self, pod: dict[str, Any], node: Mapping[str, Any], mine: list[dict[str, Any]]
+    ) -> None:
         uid = pod["metadata"]["uid"]
         reason = logic.unschedulable_reason(pod, node, mine)
         if reason is None:
             meta = pod["metadata"]
-            body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": meta["name"], "uid": uid},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": self.cfg.node_name}}
+            body = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": meta["name"], "uid": uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": self.cfg.node_name},
+            }
             try:
                 self.kube.request("POST", pod_path(pod, "/binding"), body)
             except ApiError as e:
@@ -490,8 +612,13 @@ class NodeAgent:
         if self.unschedulable.get(uid) == message:
             return
         self.unschedulable[uid] = message
-        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                "lastTransitionTime": now_iso()}
+        cond = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastTransitionTime": now_iso(),
+        }
         with contextlib.suppress(ApiError):
             self.kube.merge_patch(pod_path(pod, "/status"), {"status": {"conditions": [cond]}})
 
@@ -500,7 +627,12 @@ class NodeAgent:
         uid = pod["metadata"]["uid"]
         if uid in self.deleted:
             return
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": uid},
+        }
         try:
             self.kube.request("DELETE", pod_path(pod), body)
         except ApiError as e:
@@ -544,13 +676,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--node-name", default=NODE_NAME)
     ap.add_argument("--images", type=Path, default=IMAGES_FILE)
     ap.add_argument("--label", action="append", default=[], help="k=v node label (repeatable)")
-    ap.add_argument("--taint", action="append", default=[], help="k=v:Effect node taint (repeatable)")
+    ap.add_argument(
+        "--taint", action="append", default=[], help="k=v:Effect node taint (repeatable)"
+    )
     ap.add_argument("--interval", type=float, default=0.3)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s"
+    )
     placeholders = {"python_bin": str(Path(sys.executable).parent), "repo": str(REPO_ROOT)}
     cfg = AgentConfig(
-        node_name=args.node_name, workdir=args.workdir, pid_dir=args.pid_dir, interval=args.interval,
+        node_name=args.node_name,
+        workdir=args.workdir,
+        pid_dir=args.pid_dir,
+        interval=args.interval,
         labels={"nvidia.com/gpu.present": "true", **dict(s.split("=", 1) for s in args.label)},
         taints=[_parse_taint(t) for t in args.taint],
         images=logic.load_image_table(yaml.safe_load(args.images.read_text()), placeholders),

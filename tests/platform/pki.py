@@ -24,7 +24,9 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -35,7 +37,7 @@ def _write(path: Path, data: bytes) -> None:
 def generate(pki: Path, *, now: dt.datetime | None = None) -> None:
     """Write ca.{crt,key}, apiserver.{crt,key}, admin.{crt,key} and sa.{key,pub} into ``pki``."""
     pki.mkdir(parents=True, exist_ok=True)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=365)
 
     ca_key = _key()
@@ -49,13 +51,17 @@ def generate(pki: Path, *, now: dt.datetime | None = None) -> None:
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
         .sign(ca_key, hashes.SHA256())
     )
     _write(pki / "ca.key", _pem_key(ca_key))
     (pki / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
-    def leaf(stem: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> None:
+    def leaf(
+        stem: str, subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> None:
         key = _key()
         b = (
             x509.CertificateBuilder()
@@ -91,7 +97,16 @@ def generate(pki: Path, *, now: dt.datetime | None = None) -> None:
 
     # Service-account tokens are signed with RSA (RS256 is what every client expects).
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write(pki / "sa.key", sa.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    _write(
+        pki / "sa.key",
+        sa.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+    )
     (pki / "sa.pub").write_bytes(
-        sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )

@@ -32,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--cluster",
         choices=("local", "kind"),
         default="local",
-        help="Kubernetes for e2e tests: 'local' (built control plane + node agent) or 'kind' (pytest-kind, needs docker)",
+        help="Kubernetes for e2e tests: 'local' (built control plane + node agent) "
+        "or 'kind' (pytest-kind, needs docker)",
     )
 
 
@@ -75,7 +76,9 @@ class Platform:
         except ImportError:
             missing.append("pytest-kind")
         if missing:
-            pytest.skip(f"--cluster=kind needs {', '.join(missing)}; use --cluster=local (the default) here")
+            pytest.skip(
+                f"--cluster=kind needs {', '.join(missing)}; use --cluster=local (the default) here"
+            )
         if self._kind is None:
             self._kind = KindCluster("aumos-tabular-engine")
             self._kind.create()
@@ -121,19 +124,27 @@ def testenv_fixture(_platform: Platform, kubeconfig: Path) -> testenv.Env:
 
 
 @pytest.fixture(scope="session")
-def sa_kubeconfig(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Factory ``(namespace, name, expiration_seconds=3600) -> Path`` of a ServiceAccount kubeconfig.
+def sa_kubeconfig(
+    kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """Factory ``(namespace, name, expiration_seconds=3600) -> Path``: a ServiceAccount kubeconfig.
 
     The token comes from the TokenRequest API, so the ServiceAccount must exist.
     """
     from kubernetes import client, config
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
-    admin = json.loads(Path(kubeconfig).read_text()) if Path(kubeconfig).read_text().lstrip().startswith("{") else None
+    admin = (
+        json.loads(Path(kubeconfig).read_text())
+        if Path(kubeconfig).read_text().lstrip().startswith("{")
+        else None
+    )
     out_dir = tmp_path_factory.mktemp("sa-kubeconfigs")
 
     def make(namespace: str, name: str, expiration_seconds: int = 3600) -> Path:
-        req = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds))
+        req = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+        )
         token = api.create_namespaced_service_account_token(name, namespace, req).status.token
         cfg = api.api_client.configuration
         cluster: dict[str, Any] = {"server": cfg.host}
@@ -142,10 +153,21 @@ def sa_kubeconfig(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) ->
         elif cfg.ssl_ca_cert:
             cluster["certificate-authority"] = cfg.ssl_ca_cert
         doc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sa",
             "clusters": [{"name": "c", "cluster": cluster}],
             "users": [{"name": f"{namespace}-{name}", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": "c", "user": f"{namespace}-{name}", "namespace": namespace}}],
+            "contexts": [
+                {
+                    "name": "sa",
+                    "context": {
+                        "cluster": "c",
+                        "user": f"{namespace}-{name}",
+                        "namespace": namespace,
+                    },
+                }
+            ],
         }
         path = out_dir / f"{namespace}-{name}.kubeconfig"
         path.write_text(json.dumps(doc))
@@ -185,4 +207,3 @@ def s3_server(_platform: Platform) -> services.S3Server:
     s3 = _platform.env("s3").s3_server
     assert s3 is not None
     return s3
-

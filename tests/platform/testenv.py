@@ -21,12 +21,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.platform import build, paths, procs, services
+from tests.platform import build, paths, procs, services, versions
 from tests.platform.procs import ProcessGroup, StartError
 
 COMPONENTS = ("k8s", "postgres", "kafka", "s3")
 #: Stop order: the agent first (it kills pod processes), etcd last.
-STOP_ORDER = ("node-agent", "kube-controller-manager", "kube-apiserver", "kafka", "postgres", "seaweedfs", "etcd")
+STOP_ORDER = (
+    "node-agent",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "kafka",
+    "postgres",
+    "seaweedfs",
+    "etcd",
+)
 
 
 @dataclass
@@ -58,8 +66,12 @@ class Env:
             out["AUMOS_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
         s3 = self.s3_server
         if s3 is not None:
-            out |= {"AUMOS_S3_ENDPOINT": s3.url, "AUMOS_S3_ACCESS_KEY": s3.access_key,
-                    "AUMOS_S3_SECRET_KEY": s3.secret_key, "AUMOS_S3_REGION": s3.region}
+            out |= {
+                "AUMOS_S3_ENDPOINT": s3.url,
+                "AUMOS_S3_ACCESS_KEY": s3.access_key,
+                "AUMOS_S3_SECRET_KEY": s3.secret_key,
+                "AUMOS_S3_REGION": s3.region,
+            }
         return out
 
     def save(self) -> None:
@@ -87,7 +99,9 @@ def healthy(env: Env) -> bool:
     """Whether every recorded process lives and every endpoint of ``env`` answers."""
     pg = ProcessGroup(Path(env.state))
     rec = pg.recorded()
-    if not rec or any(not procs._group_alive(pid) for name, pid in rec.items() if not name.startswith("pod-")):
+    if not rec or any(
+        not procs._group_alive(pid) for name, pid in rec.items() if not name.startswith("pod-")
+    ):
         return False
     if env.server and env.pki and services.k8s_get(env.server, Path(env.pki), "/readyz")[0] != 200:
         return False
@@ -106,14 +120,20 @@ def build_all(components: Iterable[str], log_dir: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     comps = set(components)
     if "k8s" in comps:
-        for name, fn in (("etcd", build.build_etcd), ("helm", build.build_helm), ("kubeconform", build.build_kubeconform)):
-            _say(f"obtaining {name} (cached after the first time; log {log_dir / f'build-{name}.log'})")
+        for name, fn in (
+            ("etcd", build.build_etcd),
+            ("helm", build.build_helm),
+            ("kubeconform", build.build_kubeconform),
+        ):
+            _say(f"obtaining {name} (cached; log {log_dir / f'build-{name}.log'})")
             out[name] = fn(log_dir)
-        _say(f"obtaining kube-apiserver, kube-controller-manager, kubectl {build.versions.KUBERNETES} "
-             f"(cold: ~20 min go build; log {log_dir / 'build-k8s.log'})")
+        _say(
+            f"obtaining kube-apiserver, kube-controller-manager, kubectl {versions.KUBERNETES} "
+            f"(cold: ~20 min go build; log {log_dir / 'build-k8s.log'})"
+        )
         out["k8s"] = build.build_k8s(log_dir)
     if "kafka" in comps:
-        _say(f"obtaining kafka {build.versions.KAFKA} jars (log {log_dir / 'build-kafka.log'})")
+        _say(f"obtaining kafka {versions.KAFKA} jars (log {log_dir / 'build-kafka.log'})")
         out["kafka"] = build.build_kafka(log_dir)
     if "postgres" in comps:
         out["postgres"] = services.postgres_bin()
@@ -173,7 +193,9 @@ def _start_k8s(pg: ProcessGroup, state: Path, bins: dict[str, Path], env: Env) -
     server = services.start_apiserver(pg, bins["k8s"] / "kube-apiserver", etcd_url, pki_dir)
     kubeconfig = services.write_kubeconfig(state / "admin.kubeconfig", server, pki_dir)
     _say(f"kube-apiserver ready at {server} ({time.monotonic() - t0:.1f}s)")
-    services.start_controller_manager(pg, bins["k8s"] / "kube-controller-manager", server, kubeconfig, pki_dir)
+    services.start_controller_manager(
+        pg, bins["k8s"] / "kube-controller-manager", server, kubeconfig, pki_dir
+    )
     _say(f"kube-controller-manager ready ({time.monotonic() - t0:.1f}s)")
     start_node_agent(pg, kubeconfig, state / "agent", server, pki_dir)
     _say(f"node agent ready: node aumos-local-node ({time.monotonic() - t0:.1f}s)")
@@ -181,10 +203,21 @@ def _start_k8s(pg: ProcessGroup, state: Path, bins: dict[str, Path], env: Env) -
     env.path = [str(bins["k8s"]), str(paths.bin_dir())]
 
 
-def start_node_agent(pg: ProcessGroup, kubeconfig: Path, workdir: Path, server: str, pki_dir: Path) -> None:
-    cmd = [sys.executable, "-m", "tests.platform.node_agent", f"--kubeconfig={kubeconfig}", f"--workdir={workdir}",
-           f"--pid-dir={pg.pid_dir}"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(paths.REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+def start_node_agent(
+    pg: ProcessGroup, kubeconfig: Path, workdir: Path, server: str, pki_dir: Path
+) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.platform.node_agent",
+        f"--kubeconfig={kubeconfig}",
+        f"--workdir={workdir}",
+        f"--pid-dir={pg.pid_dir}",
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(paths.REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     proc = pg.start("node-agent", cmd, env=env, cwd=paths.REPO_ROOT)
 
     def ready() -> bool:
@@ -207,9 +240,13 @@ def stop(state: Path) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="testenv", description="local test environment (docs/testing.md)")
+    ap = argparse.ArgumentParser(
+        prog="testenv", description="local test environment (docs/testing.md)"
+    )
     ap.add_argument("command", choices=("up", "down", "status", "build"))
-    ap.add_argument("--components", default=",".join(COMPONENTS), help=f"comma list of {COMPONENTS}")
+    ap.add_argument(
+        "--components", default=",".join(COMPONENTS), help=f"comma list of {COMPONENTS}"
+    )
     ap.add_argument("--state", type=Path, default=None, help="state dir (default .testenv/)")
     args = ap.parse_args(argv)
     state = (args.state or paths.state_dir()).resolve()
