@@ -110,9 +110,14 @@ INVALID_CASES: list[Invalid] = [
         {"spec.privacy": {"epsilon": 1}},
         message="generator gaussian_copula is not differentially private",
     ),
-    Invalid("rows-zero", VALID_JOB, {"spec.rows": 0}, message="should be greater than or equal to 1"),
     Invalid(
-        "unknown-generator", VALID_JOB, {"spec.generator.type": "gpt"}, message='Unsupported value: "gpt"'
+        "rows-zero", VALID_JOB, {"spec.rows": 0}, message="should be greater than or equal to 1"
+    ),
+    Invalid(
+        "unknown-generator",
+        VALID_JOB,
+        {"spec.generator.type": "gpt"},
+        message='Unsupported value: "gpt"',
     ),
     Invalid(
         "bad-uri-scheme",
@@ -175,12 +180,8 @@ INVALID_CASES: list[Invalid] = [
         {"spec.schemaRef": {"name": "s"}},
         message="set only one of source and schemaRef",
     ),
-    Invalid(
-        "no-source", VALID_JOB, unset=("spec.source",), message="set source (single table)"
-    ),
-    Invalid(
-        "no-generator", VALID_JOB, unset=("spec.generator",), message="set generator"
-    ),
+    Invalid("no-source", VALID_JOB, unset=("spec.source",), message="set source (single table)"),
+    Invalid("no-generator", VALID_JOB, unset=("spec.generator",), message="set generator"),
     Invalid(
         "from-model-job-and-uri",
         VALID_JOB,
@@ -355,10 +356,16 @@ def test_spec_lock_policy_freezes_every_spec_field_but_suspend() -> None:
     policy, binding = crdgen.build_spec_lock_policy()
 
     # Assert
-    frozen = {v["expression"].split("has(object.spec.")[1].split(")")[0] for v in policy["spec"]["validations"]}
+    frozen = {
+        v["expression"].split("has(object.spec.")[1].split(")")[0]
+        for v in policy["spec"]["validations"]
+    }
     wire = {info.alias or name for name, info in spec.SynthesisJobSpec.model_fields.items()}
     assert frozen == wire - {"suspend"}
-    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
     assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["UPDATE"]
 
 
@@ -391,10 +398,10 @@ def test_cli_check_exit_status(tmp_path: Path) -> None:
     # Assert
     assert (before, written, after) == (1, 0, 0)
     assert sorted(p.name for p in (tmp_path / "js").iterdir()) == [
-        "generationprofile_v1alpha1.json",
-        "multitableschema_v1alpha1.json",
-        "privacybudget_v1alpha1.json",
-        "synthesisjob_v1alpha1.json",
+        "generationprofile-tabular-v1alpha1.json",
+        "multitableschema-tabular-v1alpha1.json",
+        "privacybudget-tabular-v1alpha1.json",
+        "synthesisjob-tabular-v1alpha1.json",
     ]
 
 
@@ -413,7 +420,10 @@ def test_optional_field_loses_null_and_exclusive_bound_becomes_openapi_3() -> No
         "title": "M",
         "additionalProperties": False,
         "properties": {
-            "x": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}], "default": None}
+            "x": {
+                "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
+                "default": None,
+            }
         },
     }
 
@@ -431,15 +441,17 @@ def test_type_union_without_a_table_entry_is_refused() -> None:
     # Setup
     raw = {
         "type": "object",
-        "properties": {"k": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
+        "properties": {
+            "k": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        },
     }
 
     # Run / Assert
     with pytest.raises(SchemaError, match=r"M\.k: a union"):
         _convert(raw)
-    assert _convert(raw, {"M.k": {"x-kubernetes-preserve-unknown-fields": True}})["properties"]["k"] == {
-        "x-kubernetes-preserve-unknown-fields": True
-    }
+    assert _convert(raw, {"M.k": {"x-kubernetes-preserve-unknown-fields": True}})["properties"][
+        "k"
+    ] == {"x-kubernetes-preserve-unknown-fields": True}
 
 
 def test_rules_key_that_matches_nothing_is_reported() -> None:
@@ -503,9 +515,7 @@ def test_example_validates_against_the_models(path: Path) -> None:
 
 def test_examples_cover_every_kind() -> None:
     # Run
-    kinds = {
-        type(r).__name__ for p in EXAMPLES for r in spec.load_manifests(p.read_text(), str(p))
-    }
+    kinds = {type(r).__name__ for p in EXAMPLES for r in spec.load_manifests(p.read_text(), str(p))}
 
     # Assert
     assert kinds == set(spec.KINDS)

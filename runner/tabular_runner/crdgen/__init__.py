@@ -261,9 +261,7 @@ def generate() -> dict[Path, str]:
         files[CHART_DIR / "crds" / name] = text
     stale = extras.unused()
     if stale:
-        raise SchemaError(
-            "rules table keys match no model or field: " + ", ".join(sorted(stale))
-        )
+        raise SchemaError("rules table keys match no model or field: " + ", ".join(sorted(stale)))
     policy = _dump(build_spec_lock_policy())
     files[CRD_DIR / POLICY_FILE] = policy
     files[CHART_DIR / "templates" / "spec-lock-policy.yaml"] = (
@@ -337,10 +335,11 @@ def _to_json_schema(node: Any, strict: bool) -> Any:
 
 
 def json_schemas(strict: bool = True) -> dict[str, dict[str, Any]]:
-    """Return kubeconform schemas of the kinds, keyed ``<kind>_<version>.json`` (lower-case).
+    """Return kubeconform schemas of the kinds, keyed ``<kind>-<group prefix>-<version>.json``.
 
-    Use with ``kubeconform -schema-location '<dir>/{{ .ResourceKind }}_{{ .ResourceAPIVersion
-    }}.json'``. CEL rules are not part of JSON Schema; the apiserver enforces those.
+    The names follow kubeconform's own convention, so ``kubeconform -schema-location
+    '<dir>/{{ .ResourceKind }}{{ .KindSuffix }}.json'`` finds them (``synthesisjob-tabular-
+    v1alpha1.json``). CEL rules are not part of JSON Schema; the apiserver enforces those.
     """
     out = {}
     for kind in KINDS:
@@ -349,7 +348,8 @@ def json_schemas(strict: bool = True) -> dict[str, dict[str, Any]]:
         # metadata is the apiserver's business; JSON Schema must not refuse its other fields.
         schema["properties"]["metadata"] = {"type": "object"}
         schema["$schema"] = "http://json-schema.org/draft-04/schema#"
-        out[f"{kind.kind.lower()}_{spec.API_VERSION_NAME}.json"] = schema
+        prefix = spec.API_GROUP.split(".")[0]
+        out[f"{kind.kind.lower()}-{prefix}-{spec.API_VERSION_NAME}.json"] = schema
     return out
 
 

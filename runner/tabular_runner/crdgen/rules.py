@@ -135,7 +135,10 @@ BY_MODEL: dict[str, dict[str, Any]] = {
     "GenerationProfileSpec": {"x-kubernetes-validations": _privacy_rules("")},
     "FromModel": {
         "x-kubernetes-validations": [
-            {"rule": "has(self.jobName) != has(self.uri)", "message": "set exactly one of jobName or uri"}
+            {
+                "rule": "has(self.jobName) != has(self.uri)",
+                "message": "set exactly one of jobName or uri",
+            }
         ],
     },
     "RangeConstraint": {
@@ -165,8 +168,7 @@ BY_MODEL: dict[str, dict[str, Any]] = {
                 "rule": "!has(self.relationships) || self.relationships.all(r, "
                 "self.tables.exists(t, t.name == r.parent) "
                 "&& self.tables.exists(t, t.name == r.child))",
-                "message": "every relationship's parent and child must name a table in "
-                "spec.tables",
+                "message": "every relationship's parent and child must name a table in spec.tables",
                 "fieldPath": ".relationships",
                 "reason": "FieldValueInvalid",
             }
@@ -243,7 +245,7 @@ CONDITIONS_LIST = {
 for _kind in spec.KINDS.values():
     _status = _kind.model_fields["status"].annotation
     for _arg in getattr(_status, "__args__", (_status,)):
-        if _arg is not type(None):
+        if isinstance(_arg, type) and _arg is not type(None):
             BY_FIELD[f"{_arg.__name__}.conditions"] = CONDITIONS_LIST
 
 UNION_NAMES: dict[tuple[str, ...], str] = {

@@ -79,12 +79,14 @@ class Extras:
         self.used: set[str] = set()
 
     def for_model(self, name: str) -> Schema:
+        """Return (and mark as used) the additions for model ``name``."""
         if name in self.by_model:
             self.used.add(name)
             return self.by_model[name]
         return {}
 
     def for_field(self, key: str) -> Schema:
+        """Return (and mark as used) the additions for field ``Model.field``."""
         if key in self.by_field:
             self.used.add(key)
             return self.by_field[key]
@@ -198,9 +200,7 @@ class _Converter:
             if not out["required"]:
                 del out["required"]
 
-    def _any_of(
-        self, src: Schema, *, model: str | None, where: str, field: str | None
-    ) -> Schema:
+    def _any_of(self, src: Schema, *, model: str | None, where: str, field: str | None) -> Schema:
         branches = [b for b in src.pop("anyOf") if b != {"type": "null"}]
         if len(branches) == 1:
             merged = dict(branches[0])
@@ -267,7 +267,7 @@ def _merge_variants(
     properties[tag] = {
         "type": "string",
         "enum": tags,
-        "description": f"Which kind of {union_name[0].lower() + union_name[1:]}: {', '.join(tags)}.",
+        "description": f"Which kind of {union_name.lower()}: {', '.join(tags)}.",
     }
     for value, (_, schema) in variants.items():
         required = [r for r in schema.get("required", []) if r != tag]
@@ -278,8 +278,7 @@ def _merge_variants(
                     "rule": f"self.{tag} != '{value}' || ("
                     + " && ".join(f"has(self.{r})" for r in required)
                     + ")",
-                    "message": f"{_a(value)} {union_name.lower()} needs "
-                    + _and_list(required),
+                    "message": f"{_a(value)} {union_name.lower()} needs " + _and_list(required),
                     "reason": "FieldValueRequired",
                 }
             )
