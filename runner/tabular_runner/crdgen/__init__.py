@@ -124,9 +124,14 @@ def build_crd(kind: Kind, extras: Extras | None = None) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
+            # Both bounds matter: CEL sees metadata.name, and the apiserver estimates the
+            # cost of the name rule from them (unbounded strings count as 3 MiB).
             "metadata": {
                 "type": "object",
-                "properties": {"name": {"type": "string", "maxLength": 63}},
+                "properties": {
+                    "name": {"type": "string", "maxLength": 63},
+                    "generateName": {"type": "string", "maxLength": 58},
+                },
             },
             "spec": spec_schema,
             "status": status_schema,
