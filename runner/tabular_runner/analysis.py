@@ -809,7 +809,8 @@ def foreign_key_candidates(
     """Propose foreign keys: child columns whose values lie in a parent's key candidate.
 
     Values decide (a share ``coverage`` of the child's non-null values must occur in the
-    parent key); the names break ties and filter coincidences, so a small integer column such
+    parent key, all of them when the names share nothing); the names break ties and filter
+    coincidences, so a small integer column such
     as ``quantity`` is never proposed as a reference to ``orders.id`` merely because its values
     happen to be valid ids.
 
@@ -848,7 +849,8 @@ def foreign_key_candidates(
                 child = tables[child_table][col.name].dropna()
                 normalised = child.astype("int64") if kind == "int" else child.astype(str)
                 coverage = _round(float(normalised.isin(parent_values).mean()))
-                if coverage < min_coverage:
+                # Without support from the names, only a complete match is convincing.
+                if coverage < (min_coverage if similarity > 0.0 else 1.0):
                     continue
                 candidate = {
                     "parentTable": parent_table,

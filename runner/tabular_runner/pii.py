@@ -433,12 +433,17 @@ def _collect(n: int, draw: Drawer, forbidden: set[str], unique: bool, kind: str)
     """Draw until ``n`` values are gathered that are not real (and not repeated, if unique)."""
     out: list[Any] = []
     seen: set[str] = set()
+    drawn = 0
     for _ in range(MAX_DRAWS):
         missing = n - len(out)
         if missing == 0:
             return out
-        # A little extra per round: collisions are rare, so one round nearly always does.
-        batch = draw(missing + missing // 20 + 1)
+        # Draw for the acceptance rate seen so far (collisions are usually rare, so one round
+        # nearly always does; a real column covering most of a vocabulary needs more).
+        rate = max(len(out), 1) / drawn if drawn else 1.0
+        ask = int(min(missing / max(rate, 1e-3), 100 * missing) * 1.05) + 1
+        batch = draw(ask)
+        drawn += ask
         keys = _keys(batch)
         keep = ~keys.isin(forbidden) if forbidden else pd.Series(True, index=keys.index)
         if unique:
