@@ -304,7 +304,7 @@ def _address_drawer(rng: np.random.Generator) -> Drawer:
     return draw
 
 
-def _drawer(kind: str, rng: np.random.Generator, real: pd.Series | None) -> Drawer:
+def _drawer(kind: str, rng: np.random.Generator, real: pd.Series | None, start: int) -> Drawer:
     if kind == "email":
         return _email_drawer(rng)
     if kind == "phone":
@@ -319,22 +319,28 @@ def _drawer(kind: str, rng: np.random.Generator, real: pd.Series | None) -> Draw
         return _ip_drawer(rng, real)
     if kind == "street_address":
         return _address_drawer(rng)
-    return lambda k: _id_values(k, real, rng)
+    return lambda k: _id_values(k, real, rng, start)
 
 
 # ---------------------------------------------------------------------------------------
 # Identifiers
 
 
-def _id_values(n: int, real: pd.Series | None, rng: np.random.Generator) -> list[Any]:
-    """``n`` new unique identifiers in the real column's format, none of them real."""
+def _id_values(
+    n: int, real: pd.Series | None, rng: np.random.Generator, start: int = 0
+) -> list[Any]:
+    """``n`` new unique identifiers in the real column's format, none of them real.
+
+    Sequences continue after the largest real key, skipping ``start`` numbers (so batches
+    drawn one after another can be numbered apart).
+    """
     values = real.dropna() if real is not None else pd.Series([], dtype="int64")
     if values.empty:
-        return list(range(1, n + 1))
+        return list(range(start + 1, start + n + 1))
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         # Surrogate keys: continue the sequence after the largest real key.
-        start = int(values.astype(float).max()) + 1
-        return list(range(start, start + n))
+        first = int(values.astype(float).max()) + 1 + start
+        return list(range(first, first + n))
     strings = _strings(values)
     if strings.str.fullmatch(_UUID.pattern).mean() >= 0.9:
         upper = strings.str.upper().eq(strings).mean() > 0.5
@@ -346,9 +352,9 @@ def _id_values(n: int, real: pd.Series | None, rng: np.random.Generator) -> list
         digits = parts[1].dropna()
         width = int(digits.str.len().mode().iloc[0])
         padded = bool(digits.str.startswith("0").any())
-        start = int(digits.astype(int).max()) + 1
+        first = int(digits.astype(int).max()) + 1 + start
         return [
-            prefix + (str(i).zfill(width) if padded else str(i)) for i in range(start, start + n)
+            prefix + (str(i).zfill(width) if padded else str(i)) for i in range(first, first + n)
         ]
     # Any other code: random characters in the shape of real codes (A→letter, 9→digit).
     shapes = strings.sample(n=n, replace=True, random_state=int(rng.integers(2**31))).tolist()
@@ -378,7 +384,9 @@ def _fill_shape(shape: str, rng: np.random.Generator) -> str:
 # Public API
 
 
-def fake_values(kind: str, n: int, *, seed: int, real: pd.Series | None = None) -> pd.Series:
+def fake_values(
+    kind: str, n: int, *, seed: int, real: pd.Series | None = None, start: int = 0
+) -> pd.Series:
     """Return ``n`` fake values of ``kind``, none equal to a real value.
 
     Args:
@@ -388,6 +396,8 @@ def fake_values(kind: str, n: int, *, seed: int, real: pd.Series | None = None) 
         seed: Seed of Faker and of the null positions.
         real: The real column: its format, null share and uniqueness are kept, and its
             values are never produced.
+        start: For sequential identifiers, how many numbers after the largest real one to
+            skip; give each batch of one output a different ``start`` so ids never repeat.
 
     Returns:
         A Series of length ``n`` (integers stay integers; nulls where the real had them).
@@ -405,7 +415,7 @@ def fake_values(kind: str, n: int, *, seed: int, real: pd.Series | None = None) 
     forbidden = _real_keys(real)
     unique = _is_unique(real, kind)
 
-    values = _collect(n_values, _drawer(kind, rng, real), forbidden, unique, kind)
+    values = _collect(n_values, _drawer(kind, rng, real, start), forbidden, unique, kind)
 
     full: list[Any] = values
     if n_null:
@@ -463,7 +473,12 @@ def _collect(n: int, draw: Drawer, forbidden: set[str], unique: bool, kind: str)
 
 
 def regenerate_sensitive(
-    synthetic: pd.DataFrame, analysis: TableAnalysis, real: pd.DataFrame, seed: int
+    synthetic: pd.DataFrame,
+    analysis: TableAnalysis,
+    real: pd.DataFrame,
+    seed: int,
+    *,
+    id_start: int = 0,
 ) -> pd.DataFrame:
     """Add the identifier and PII columns back to sampled rows, as fakes.
 
@@ -472,6 +487,8 @@ def regenerate_sensitive(
         analysis: Analysis of the real table (says which columns are sensitive).
         real: The real table (formats, null shares; values to avoid).
         seed: Seed of the fakes (vary it between calls to get different values).
+        id_start: Offset of sequential identifiers: the rows already drawn for the same
+            output, so a resampled batch continues the numbering instead of repeating it.
 
     Returns:
         The rows with every analysed column, in the real table's column order.
@@ -486,7 +503,9 @@ def regenerate_sensitive(
             kind = col.pii if col.pii is not None else "id"
             column = real[col.name] if col.name in real.columns else None
             # Distinct, stable seed per column so two columns never share a stream.
-            out[col.name] = fake_values(kind, n, seed=seed * 1_000_003 + position, real=column)
+            out[col.name] = fake_values(
+                kind, n, seed=seed * 1_000_003 + position, real=column, start=id_start
+            )
         elif col.name in synthetic.columns:
             out[col.name] = synthetic[col.name].reset_index(drop=True)
         else:

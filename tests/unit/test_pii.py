@@ -232,3 +232,49 @@ def test_regenerate_sensitive_differs_between_calls(real_columns: dict[str, pd.S
 
     # Assert
     assert not one["email"].equals(two["email"])
+
+
+def test_resampled_batches_continue_the_id_sequence() -> None:
+    # Setup: the generate stage's loop, as the pipeline runs it: sample modelled columns,
+    # restore identifiers, enforce constraints that force resampling.
+    from pydantic import TypeAdapter
+
+    from tabular_runner.analysis import TableAnalysis
+    from tabular_runner.constraints import enforce
+    from tabular_runner.spec import Constraint
+
+    penguins = load_penguins()
+    real = penguins.assign(bird_id=np.arange(1, len(penguins) + 1))
+    analysis = TableAnalysis.from_dict(analyze(real).to_dict())  # as read from analysis.json
+    rng = np.random.default_rng(0)
+    drawn = {"rows": 0, "calls": 0}
+
+    def draw(k: int) -> pd.DataFrame:
+        sampled = pd.DataFrame(
+            {
+                c: real[c].sample(k, replace=True, random_state=int(rng.integers(2**31))).to_numpy()
+                for c in analysis.modelled_columns
+            }  # fmt: skip
+        )
+        drawn["calls"] += 1
+        out = regenerate_sensitive(
+            sampled, analysis, real, seed=drawn["calls"], id_start=drawn["rows"]
+        )
+        drawn["rows"] += k
+        return out
+
+    rules = TypeAdapter(list[Constraint]).validate_python(
+        [
+            {"type": "fixedCombinations", "columns": ["species", "island"]},
+            {"type": "unique", "columns": ["bird_id"]},
+        ]
+    )
+
+    # Run
+    out, report = enforce(draw(200), rules, rows=200, real=real, resample=draw)
+
+    # Assert
+    assert report.rounds >= 1
+    assert len(out) == 200 and out["bird_id"].is_unique
+    assert report.constraints[1].rejected == 0  # ids never collide, nothing to reject
+    assert out["bird_id"].min() > len(real)
