@@ -126,17 +126,6 @@ def _vocabulary() -> _Vocabulary:
     return _VOCABULARY
 
 
-def _digits(rng: np.random.Generator, k: int, width: int, *, lead: int = 0) -> list[str]:
-    """``k`` strings of ``width`` random digits; the first digit at least ``lead``."""
-    if width <= 0:
-        return [""] * k
-    first = rng.integers(lead, 10, size=k)
-    rest = rng.integers(0, 10 ** (width - 1), size=k) if width > 1 else np.zeros(k, int)
-    return [
-        f"{a}{b:0{width - 1}d}" if width > 1 else str(a) for a, b in zip(first, rest, strict=True)
-    ]
-
-
 def _names(rng: np.random.Generator, k: int, last: bool = False) -> np.ndarray[Any, Any]:
     vocab = _vocabulary()
     if last:
@@ -249,7 +238,9 @@ def _card_drawer(rng: np.random.Generator, real: pd.Series | None) -> Drawer:
         doubled[:, ::2] *= 2
         doubled[doubled > 9] -= 9
         check = (10 - doubled.sum(axis=1) % 10) % 10
-        digits = ["".join(map(str, row)) + str(c) for row, c in zip(body, check, strict=True)]
+        full = np.concatenate([body, check[:, None]], axis=1)
+        ascii_digits = np.ascontiguousarray(full.astype(np.uint8) + ord("0"))
+        digits = [b.decode() for b in ascii_digits.view("S16").ravel()]
         return _in_shape(digits, real)
 
     return draw
@@ -288,8 +279,9 @@ def _address_drawer(rng: np.random.Generator) -> Drawer:
 
     def draw(k: int) -> list[Any]:
         # Faker's en_US shape: "<number> <name> <suffix>[ Apt./Suite <nnn>]".
-        widths = rng.integers(3, 6, size=k)
-        numbers = [_digits(rng, 1, int(w), lead=1)[0] for w in widths]
+        # Building numbers of 3 to 5 digits.
+        low = 10 ** rng.integers(2, 5, size=k)
+        numbers = low + (rng.random(size=k) * 9 * low).astype(np.int64)
         use_last = rng.random(size=k) < 0.5
         names = np.where(use_last, _names(rng, k, last=True), _names(rng, k))
         suffixes = rng.choice(vocab.suffixes, size=k)
