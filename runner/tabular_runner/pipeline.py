@@ -301,12 +301,17 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         synthesizer = load_synthesizer(model_path)
     real = _read_source(job, ctx)
 
-    calls = {"n": 0}
+    drawn = {"calls": 0, "rows": 0}
 
     def draw(n: int) -> pd.DataFrame:
-        calls["n"] += 1
-        sampled = synthesizer.sample(n, seed=spec.seed + calls["n"])
-        return regenerate_sensitive(sampled, analysis, real, seed=spec.seed + calls["n"])
+        # Each batch gets its own seed and continues the id sequence of the ones before,
+        # so resampled rows never repeat an identifier.
+        drawn["calls"] += 1
+        seed = spec.seed + drawn["calls"]
+        sampled = synthesizer.sample(n, seed=seed)
+        batch = regenerate_sensitive(sampled, analysis, real, seed=seed, id_start=drawn["rows"])
+        drawn["rows"] += n
+        return batch
 
     ctx.progress("generate", 1, 3, f"sampling {rows} rows")
     sample_started = ctx.clock()
