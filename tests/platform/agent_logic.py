@@ -360,6 +360,8 @@ def pod_phase(
     ):
         return "Failed"
     if main and all(c.state == "terminated" for c in main):
+        if restart_policy == "Always":
+            return "Running"  # restarted after a back-off; such a pod ends only by deletion
         if all(c.exit_code == 0 for c in main):
             return "Succeeded"
         if restart_policy == "Never" or all(

@@ -7,11 +7,14 @@ recognised by a marker file so a second run does nothing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.platform import paths, versions
@@ -36,6 +39,31 @@ def _run(cmd: list[str], *, cwd: Path, log: Path, env: dict[str, str] | None = N
         raise BuildError(
             f"{' '.join(cmd[:3])} ... failed (exit {proc.returncode}); log: {log}\n{tail}"
         )
+
+
+@contextlib.contextmanager
+def cache_lock() -> Iterator[None]:
+    """An exclusive lock on the cache: one build at a time across processes."""
+    root = paths.cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_cached(name: str) -> bool:
+    """Whether ``name`` (etcd, helm, kubeconform, k8s, kafka) is already built."""
+    if name == "k8s":
+        return (paths.k8s_dir() / ".built").exists()
+    if name == "kafka":
+        return (paths.kafka_dir() / ".fetched").exists()
+    version = {"etcd": versions.ETCD, "helm": versions.HELM, "kubeconform": versions.KUBECONFORM}[
+        name
+    ]
+    return (paths.bin_dir() / f".{name}-{version}").exists()
 
 
 def _go_env(gobin: Path | None = None) -> dict[str, str]:

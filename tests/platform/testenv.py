@@ -116,27 +116,34 @@ def healthy(env: Env) -> bool:
 
 
 def build_all(components: Iterable[str], log_dir: Path) -> dict[str, Path]:
-    """Build/fetch what ``components`` need (cached); return the binaries by name."""
+    """Build/fetch what ``components`` need (cached); return the binaries by name.
+
+    Holds the cache lock, so concurrent sessions wait for one build instead of racing.
+    """
     out: dict[str, Path] = {}
     comps = set(components)
-    if "k8s" in comps:
-        for name, fn in (
-            ("etcd", build.build_etcd),
-            ("helm", build.build_helm),
-            ("kubeconform", build.build_kubeconform),
-        ):
-            _say(f"obtaining {name} (cached; log {log_dir / f'build-{name}.log'})")
-            out[name] = fn(log_dir)
-        _say(
-            f"obtaining kube-apiserver, kube-controller-manager, kubectl {versions.KUBERNETES} "
-            f"(cold: ~20 min go build; log {log_dir / 'build-k8s.log'})"
-        )
-        out["k8s"] = build.build_k8s(log_dir)
-    if "kafka" in comps:
-        _say(f"obtaining kafka {versions.KAFKA} jars (log {log_dir / 'build-kafka.log'})")
-        out["kafka"] = build.build_kafka(log_dir)
-    if "postgres" in comps:
-        out["postgres"] = services.postgres_bin()
+    with build.cache_lock():
+        if "k8s" in comps:
+            for name, fn in (
+                ("etcd", build.build_etcd),
+                ("helm", build.build_helm),
+                ("kubeconform", build.build_kubeconform),
+            ):
+                if not build.is_cached(name):
+                    _say(f"building {name} (once; log {log_dir / f'build-{name}.log'})")
+                out[name] = fn(log_dir)
+            if not build.is_cached("k8s"):
+                _say(
+                    f"building kube-apiserver, kube-controller-manager, kubectl "
+                    f"{versions.KUBERNETES} (once, ~10-20 min; log {log_dir / 'build-k8s.log'})"
+                )
+            out["k8s"] = build.build_k8s(log_dir)
+        if "kafka" in comps:
+            if not build.is_cached("kafka"):
+                _say(f"fetching kafka {versions.KAFKA} (once; log {log_dir / 'build-kafka.log'})")
+            out["kafka"] = build.build_kafka(log_dir)
+        if "postgres" in comps:
+            out["postgres"] = services.postgres_bin()
     return out
 
 

@@ -362,6 +362,7 @@ def cs(state: str, code: int | None = None, reason: str = "") -> logic.Container
         ("OnFailure", [], [cs("waiting", reason="ErrImagePull")], "Pending"),
         ("Never", [cs("terminated", 1)], [cs("waiting")], "Failed"),
         ("OnFailure", [cs("running")], [cs("waiting")], "Pending"),
+        ("Always", [], [cs("terminated", 0)], "Running"),
     ],
     ids=[
         "creating",
@@ -375,6 +376,7 @@ def cs(state: str, code: int | None = None, reason: str = "") -> logic.Container
         "bad-image-retried",
         "init-failed",
         "init-running",
+        "always-never-ends",
     ],
 )
 def test_pod_phase(
