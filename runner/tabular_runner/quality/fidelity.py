@@ -123,7 +123,10 @@ class FidelityResult:
             "dataStructure": self.data_structure,
             "columnScores": [c.to_dict() for c in self.worst_columns()],
             "worstPairs": [p.to_dict() for p in self.worst_pairs()],
-            "pairScores": [p.to_dict() for p in self.pair_scores],
+            # Only scored pairs: unscored ones (weak real association) carry no score, and
+            # listing every pair of a wide table would bloat report.json quadratically.
+            "pairScores": [p.to_dict() for p in self.pair_scores if p.score is not None],
+            "pairsTotal": len(self.pair_scores),
             "validityScores": [c.to_dict() for c in self.validity_scores],
             "sdtypes": dict(self.sdtypes),
             "excludedColumns": dict(self.excluded_columns),
