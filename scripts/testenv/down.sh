@@ -3,7 +3,7 @@
 # Works from the pid records alone, so it also cleans up after a failed or killed start.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-state="$(pwd)/${AUMOS_TESTENV_DIR:-.testenv}"
+state="${AUMOS_TESTENV_DIR:-$(pwd)/.testenv}"
 py="${AUMOS_PYTHON:-python3}"
 [ -d "$state" ] || { echo "testenv: nothing to stop ($state absent)"; exit 0; }
 

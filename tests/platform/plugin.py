@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,7 +60,12 @@ class Platform:
         if self.attached is not None and component in self.attached.components:
             return self.attached
         if component not in self._own:
-            self._own[component] = testenv.start([component], self._private_state(component))
+            state = self._private_state(component)
+            try:
+                self._own[component] = testenv.start([component], state)
+            except BaseException:
+                self._dirs.remove(state)  # keep its logs: the error names them
+                raise
         return self._own[component]
 
     def kubeconfig(self) -> Path:
@@ -71,6 +77,8 @@ class Platform:
 
     def _kind_cluster(self) -> Path:
         missing = [tool for tool in ("docker", "kind") if shutil.which(tool) is None]
+        if not missing and subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+            missing.append("a running docker daemon")
         try:
             from pytest_kind import KindCluster  # type: ignore[import-not-found]
         except ImportError:
@@ -174,6 +182,18 @@ def sa_kubeconfig(
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    """The pinned helm binary (built into the cache on first use)."""
+    return testenv.build_tool("helm", paths.cache_root() / "logs")
+
+
+@pytest.fixture(scope="session")
+def kubeconform_bin() -> Path:
+    """The pinned kubeconform binary (built into the cache on first use)."""
+    return testenv.build_tool("kubeconform", paths.cache_root() / "logs")
 
 
 @pytest.fixture(scope="session")

@@ -115,20 +115,30 @@ def healthy(env: Env) -> bool:
     return all(procs.port_open(int(ep.rsplit(":", 1)[1])) for ep in endpoints)
 
 
-def build_all(components: Iterable[str], log_dir: Path) -> dict[str, Path]:
+TOOLS = {"helm": build.build_helm, "kubeconform": build.build_kubeconform}
+
+
+def build_tool(name: str, log_dir: Path) -> Path:
+    """Build helm or kubeconform on demand (cached); return the binary."""
+    with build.cache_lock():
+        if not build.is_cached(name):
+            _say(f"building {name} (once; log {log_dir / f'build-{name}.log'})")
+        return TOOLS[name](log_dir)
+
+
+def build_all(components: Iterable[str], log_dir: Path, *, tools: bool = False) -> dict[str, Path]:
     """Build/fetch what ``components`` need (cached); return the binaries by name.
 
-    Holds the cache lock, so concurrent sessions wait for one build instead of racing.
+    ``tools`` adds helm and kubeconform (``make testenv`` puts them on PATH; tests that need
+    them use the ``helm_bin``/``kubeconform_bin`` fixtures). Holds the cache lock, so
+    concurrent sessions wait for one build instead of racing.
     """
     out: dict[str, Path] = {}
     comps = set(components)
     with build.cache_lock():
         if "k8s" in comps:
-            for name, fn in (
-                ("etcd", build.build_etcd),
-                ("helm", build.build_helm),
-                ("kubeconform", build.build_kubeconform),
-            ):
+            builders = [("etcd", build.build_etcd)] + (list(TOOLS.items()) if tools else [])
+            for name, fn in builders:
                 if not build.is_cached(name):
                     _say(f"building {name} (once; log {log_dir / f'build-{name}.log'})")
                 out[name] = fn(log_dir)
@@ -155,7 +165,7 @@ def _reset(state: Path) -> None:
         (state / f).unlink(missing_ok=True)
 
 
-def start(components: Sequence[str], state: Path) -> Env:
+def start(components: Sequence[str], state: Path, *, tools: bool = False) -> Env:
     """Start ``components`` fresh in ``state``; on failure stop what started and re-raise."""
     unknown = set(components) - set(COMPONENTS)
     if unknown:
@@ -163,7 +173,7 @@ def start(components: Sequence[str], state: Path) -> Env:
     state.mkdir(parents=True, exist_ok=True)
     _reset(state)
     pg = ProcessGroup(state)
-    bins = build_all(components, pg.log_dir)
+    bins = build_all(components, pg.log_dir, tools=tools)
     env = Env(state=str(state), components=list(components))
     try:
         if "k8s" in components:
@@ -260,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     components = [c for c in args.components.split(",") if c]
     if args.command == "build":
         t0 = time.monotonic()
-        build_all(components, state / "logs")
+        build_all(components, state / "logs", tools=True)
         _say(f"built in {time.monotonic() - t0:.0f}s")
         return 0
     if args.command == "status":
@@ -282,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop(state)
     t0 = time.monotonic()
     try:
-        start(components, state)
+        start(components, state, tools=True)
     except (StartError, build.BuildError) as e:
         _say(f"FAILED: {e}")
         return 1
