@@ -340,3 +340,90 @@ def test_unknown_image_fails_like_a_pull_error(api: client.ApiClient, namespace:
     )
     waiting = core.read_namespaced_pod("nope", namespace).status.container_statuses[0].state.waiting
     assert waiting.reason == "ErrImagePull"
+
+
+def test_init_container_then_env_from_secret_and_config_map(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="creds"), string_data={"key": "s3cret"}),
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg"), data={"mode": "fast"}),
+    )
+    script = (
+        "import os; open('/dev/termination-log', 'w')"
+        ".write(os.environ['KEY'] + ',' + os.environ['MODE'] + ',' + open('marker').read())"
+    )
+    env = [
+        client.V1EnvVar(
+            name="KEY",
+            value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name="creds", key="key")
+            ),
+        ),
+        client.V1EnvVar(
+            name="MODE",
+            value_from=client.V1EnvVarSource(
+                config_map_key_ref=client.V1ConfigMapKeySelector(name="cfg", key="mode")
+            ),
+        ),
+    ]
+    # Containers share the pod's working directory, so the init container can leave a file.
+    init = client.V1Container(
+        name="init",
+        image="python:3.11",
+        command=["python", "-c", "open('marker', 'w').write('init-ran')"],
+    )
+    main = client.V1Container(
+        name="main", image="python:3.11", command=["python", "-c", script], env=env
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="withinit"),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            init_containers=[init],
+            containers=[main],
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(
+        "the pod to finish",
+        lambda: (
+            core.read_namespaced_pod("withinit", namespace).status.phase in ("Succeeded", "Failed")
+        ),
+    )
+    got = core.read_namespaced_pod("withinit", namespace).status
+    assert got.phase == "Succeeded"
+    assert got.init_container_statuses[0].state.terminated.exit_code == 0
+    assert got.container_statuses[0].state.terminated.message == "s3cret,fast,init-ran"
+
+
+def test_on_failure_restarts_the_container(api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+    # Fails on the first run, succeeds on the second (the working directory persists).
+    script = (
+        "import os, sys\nif not os.path.exists('ran'):\n    open('ran', 'w').close(); sys.exit(1)\n"
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="flaky"),
+        spec=client.V1PodSpec(
+            restart_policy="OnFailure",
+            automount_service_account_token=False,
+            containers=[
+                client.V1Container(name="c", image="python:3.11", command=["python", "-c", script])
+            ],
+        ),
+    )
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(
+        "the pod to succeed after a restart",
+        lambda: core.read_namespaced_pod("flaky", namespace).status.phase == "Succeeded",
+    )
+    status = core.read_namespaced_pod("flaky", namespace).status.container_statuses[0]
+    assert status.restart_count == 1
+    assert status.state.terminated.exit_code == 0
