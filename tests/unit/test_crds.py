@@ -248,8 +248,10 @@ def test_chart_crds_are_copies_of_crds_dir() -> None:
     # Setup
     chart = REPO / "charts/aumos-tabular-engine/crds"
 
+    names = [f"tabular.aumos.io_{kind.plural}.yaml" for kind in crdgen.KINDS]
+
     # Run
-    ours = {p.name: p.read_text() for p in (REPO / "crds").glob("*_*s.yaml")}
+    ours = {name: (REPO / "crds" / name).read_text() for name in names}
     theirs = {p.name: p.read_text() for p in chart.glob("*.yaml")}
 
     # Assert

@@ -17,12 +17,20 @@
 {{- end -}}
 {{- end -}}
 
-{{- define "ate.labels" -}}
+{{/* Labels every object carries, without the component (callers add theirs). */}}
+{{- define "ate.baseLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "ate.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "ate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: aumos-tabular-engine
+{{- end -}}
+
+{{/* Labels of the operator's objects. */}}
+{{- define "ate.labels" -}}
+{{ include "ate.baseLabels" . }}
+app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "ate.selectorLabels" -}}
