@@ -129,8 +129,9 @@ def build_crd(kind: Kind, extras: Extras | None = None) -> dict[str, Any]:
             "metadata": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "maxLength": 63},
-                    "generateName": {"type": "string", "maxLength": 58},
+                    "name": {"type": "string", "maxLength": rules.NAME_MAX},
+                    # generateName gets 5 random characters appended.
+                    "generateName": {"type": "string", "maxLength": rules.NAME_MAX - 5},
                 },
             },
             "spec": spec_schema,

@@ -87,7 +87,7 @@ def _uri_rules(schemes: str, example: str) -> list[Rule]:
 
 
 URI_MAX = 2048
-NAME_MAX = 253
+REF_MAX = 253
 COLUMN_MAX = 256
 TABLE_NAME_MAX = 128
 MAX_TABLES = 128
@@ -189,9 +189,9 @@ BY_FIELD: dict[str, dict[str, Any]] = {
         "x-kubernetes-validations": _uri_rules("prefix", "s3://bucket/prefix or file://dir"),
     },
     "FromModel.uri": {"maxLength": URI_MAX},
-    "FromModel.jobName": {"maxLength": NAME_MAX},
-    "SecretRef.name": {"maxLength": NAME_MAX},
-    "LocalRef.name": {"maxLength": NAME_MAX},
+    "FromModel.jobName": {"maxLength": REF_MAX},
+    "SecretRef.name": {"maxLength": REF_MAX},
+    "LocalRef.name": {"maxLength": REF_MAX},
     "SynthesisJobSpec.queueName": {"maxLength": 63},
     "SynthesisJobSpec.constraints": {"maxItems": MAX_CONSTRAINTS},
     "GeneratorSpec.params": {
@@ -264,11 +264,14 @@ UNION_NAMES: dict[tuple[str, ...], str] = {
 """Names of merged discriminated unions (the ``Model`` part of their table keys)."""
 
 # Root rules see only apiVersion, kind, metadata.name and metadata.generateName.
+NAME_MAX = int(spec.ObjectMeta.model_json_schema()["properties"]["name"]["maxLength"])
+"""``metadata.name`` bound, from the model (stage Jobs and pod labels are named after it)."""
+
 NAME_RULE: Rule = {
     "rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
     "message": "metadata.name must be a DNS-1123 label: lower-case letters, digits and '-', "
-    "starting and ending with a letter or digit, at most 63 characters (it names the "
-    "stage Jobs, their pods and labels)",
+    f"starting and ending with a letter or digit, at most {NAME_MAX} characters (it names "
+    "the stage Jobs, their pods and labels)",
 }
 
 KIND_NAMES: dict[str, dict[str, Any]] = {
