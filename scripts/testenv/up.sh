@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 py="${AUMOS_PYTHON:-python3}"
-if ! "$py" -c 'import kubernetes, yaml, cryptography' 2>/dev/null; then
-  echo "testenv: $py lacks the test dependencies (kubernetes, pyyaml, cryptography);" \
+if ! "$py" -c 'import kubernetes, yaml, urllib3' 2>/dev/null; then
+  echo "testenv: $py lacks the test dependencies (kubernetes, pyyaml);" \
        "set AUMOS_PYTHON to the project's virtual environment python" >&2
   exit 2
 fi
