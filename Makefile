@@ -20,7 +20,11 @@ lint:            ## ruff, mypy --strict, import-linter
 	@V=$(VENV); $$V/bin/ruff check runner operator tests benchmarks && \
 	  $$V/bin/ruff format --check runner operator && \
 	  $$V/bin/mypy && \
-	  (cd runner && PYTHONPATH=../operator $$V/bin/lint-imports --config ../pyproject.toml)
+	  (cd runner && PYTHONPATH=../operator $$V/bin/lint-imports --config ../pyproject.toml) && \
+	  $$V/bin/python -m tabular_runner.crdgen --check
+
+manifests:       ## regenerate crds/ and the chart's CRDs from the spec models
+	@V=$(VENV); $$V/bin/python -m tabular_runner.crdgen
 
 bench:           ## runner vs raw SDV on UCI Adult (prints ratios; not a test)
 	@V=$(VENV); $$V/bin/python benchmarks/runner_vs_sdv.py
