@@ -427,3 +427,40 @@ def test_on_failure_restarts_the_container(api: client.ApiClient, namespace: str
     status = core.read_namespaced_pod("flaky", namespace).status.container_statuses[0]
     assert status.restart_count == 1
     assert status.state.terminated.exit_code == 0
+
+
+def test_pod_failure_policy_fails_the_job_on_a_reserved_exit_code(
+    api: client.ApiClient, namespace: str
+) -> None:
+    batch = client.BatchV1Api(api)
+    job = job_manifest("permanent", "import sys; sys.exit(42)")
+    job.spec.backoff_limit = 5
+    job.spec.pod_failure_policy = client.V1PodFailurePolicy(
+        rules=[
+            client.V1PodFailurePolicyRule(
+                action="FailJob",
+                on_exit_codes=client.V1PodFailurePolicyOnExitCodesRequirement(
+                    operator="In", values=[42]
+                ),
+            )
+        ]
+    )
+    batch.create_namespaced_job(namespace, job)
+
+    def failed_condition() -> Any:
+        conds = batch.read_namespaced_job_status("permanent", namespace).status.conditions or []
+        return next((c for c in conds if c.type == "Failed" and c.status == "True"), None)
+
+    cond = wait_for("the Job to fail by its pod failure policy", failed_condition)
+    assert cond.reason == "PodFailurePolicy"
+    assert (batch.read_namespaced_job_status("permanent", namespace).status.failed or 0) == 1
+
+
+def test_ttl_after_finished_deletes_the_job(api: client.ApiClient, namespace: str) -> None:
+    batch = client.BatchV1Api(api)
+    job = job_manifest("short-lived", "pass")
+    job.spec.ttl_seconds_after_finished = 0
+    batch.create_namespaced_job(namespace, job)
+    wait_for(
+        "the finished Job to be deleted", lambda: not batch.list_namespaced_job(namespace).items
+    )
