@@ -314,6 +314,7 @@ class SmartNoiseSynthesizer:
         plan = plan_columns(data, context)
         frame = encode(data, plan)
         max_bins = int(self.params.get("maxBins", DEFAULT_MAX_BINS))
+        self._check_rounds(plan)  # before any ε is spent
         transformer = build_transformer(plan, self.kind in _CUBE, max_bins)
         if context.progress is not None:
             context.progress(0, 1, f"{self.name}: estimating DP bounds")
@@ -346,6 +347,24 @@ class SmartNoiseSynthesizer:
         self._seed = context.seed
         if context.progress is not None:
             context.progress(1, 1, f"{self.name}: trained")
+
+    def _check_rounds(self, plan: list[ColumnPlan]) -> None:
+        """Refuse an AIM ``maxIters`` too small for the table.
+
+        AIM first measures every 1-way marginal with 0.9/rounds of rho each: with fewer
+        rounds than model columns that alone overdraws rho and the library breaks.
+        """
+        rounds = self.params.get("maxIters")
+        if self.kind is not GeneratorType.AIM or rounds is None:
+            return
+        # A nullable numeric column becomes two model columns (bin, is-null).
+        least = sum(2 if c.kind != "categorical" and c.nullable else 1 for c in plan) + 1
+        if rounds < least:
+            raise UserInputError(
+                "spec.generator.params.maxIters",
+                f"must be at least {least} for this table (its model columns + 1)",
+                f"set maxIters: {least} or more, or leave it unset (16 per column)",
+            )
 
     def _fit_transformer(
         self, transformer: Any, frame: pd.DataFrame, plan: list[ColumnPlan]
@@ -406,15 +425,6 @@ class SmartNoiseSynthesizer:
             if "maxModelSize" in self.params:
                 kwargs["max_model_size"] = self.params["maxModelSize"]
             if "maxIters" in self.params:
-                # AIM first measures every 1-way marginal with 0.9/rounds of rho each: with
-                # fewer rounds than columns that alone overdraws rho and the library breaks.
-                least = int(transformer.output_width) + 1
-                if self.params["maxIters"] < least:
-                    raise UserInputError(
-                        "spec.generator.params.maxIters",
-                        f"must be at least {least} for this table (columns + 1)",
-                        f"set maxIters: {least} or more, or leave it unset (16 per column)",
-                    )
                 kwargs["rounds"] = self.params["maxIters"]
         model = SnSynthesizer.create(_LIBRARY_NAME[self.kind], epsilon=epsilon_train, **kwargs)
         with _quiet():
