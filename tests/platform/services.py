@@ -493,8 +493,10 @@ def start_seaweedfs(pg: ProcessGroup, root: Path, *, name: str = "seaweedfs") ->
         "-webdav=false",
         f"-s3.config={cfg}",
         "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=8",
+        # Every bucket is a collection with volumes of its own; the default (volumes that fit
+        # the free disk at 1 GiB each) runs out after ~50 buckets. Volumes are sparse files.
+        "-master.volumeSizeLimitMB=256",
+        "-volume.max=2000",
     ]
     proc = pg.start(name, cmd, cwd=root)
 
