@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tabular-runner``."""
     args = build_parser().parse_args(argv)
+    if not os.environ.get("AUMOS_SHOW_WARNINGS"):
+        # The libraries warn about their own internals (SDV metadata advice, pandas and
+        # torch deprecations); users act on our messages, not theirs.
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         code: int = args.func(args)
         return code

@@ -35,7 +35,6 @@ from tabular_runner.errors import GateFailedError, TabularError, UserInputError
 from tabular_runner.spec import (
     DataFormat,
     GenerationProfile,
-    GeneratorSpec,
     GeneratorType,
     SynthesisJob,
     SynthesisJobSpec,
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
     from tabular_runner.storage.s3 import S3Settings
 
 STAGES = ("train", "generate", "validate")
-DEFAULT_TIME_BUDGET_S = 300.0
 
 ProgressFn = Callable[[str, int, int, str], None]
 """``progress(stage, done, total, message)``."""
@@ -201,9 +199,9 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     """Analyse the source, choose and train the generator, store the model."""
     from tabular_runner.analysis import analyze
     from tabular_runner.constraints import check_constraints
-    from tabular_runner.generators import choose_generator, create_synthesizer
+    from tabular_runner.generators import check_params, create_synthesizer, resolve_auto
     from tabular_runner.generators.base import FitContext
-    from tabular_runner.generators.device import gpu_available
+    from tabular_runner.generators.device import cuda_available
 
     spec = job.spec
     started = ctx.clock()
@@ -226,16 +224,14 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     use_gpu = bool(generator.params.get("useGpu", spec.resources.train.gpu > 0))
     reason = f"requested {generator.type.value}"
     if generator.type is GeneratorType.AUTO:
-        budget = float(generator.params.get("timeBudgetSeconds", DEFAULT_TIME_BUDGET_S))
-        chosen, reason = choose_generator(
+        generator, reason = resolve_auto(
+            generator,
             n_rows=len(train),
             n_columns=train.shape[1],
             privacy=spec.privacy,
-            time_budget_s=budget,
-            gpu=use_gpu and gpu_available(),
+            gpu=use_gpu and cuda_available(),
         )
-        params = {k: v for k, v in generator.params.items() if k != "timeBudgetSeconds"}
-        generator = GeneratorSpec(type=chosen, params=params)
+    check_params(generator)
 
     synthesizer = create_synthesizer(generator, spec.privacy)
     fit_context = FitContext(
@@ -398,7 +394,7 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         fidelity=fid.score,
         diagnostic=fid.diagnostic_score,
         privacy_risk=priv.max_risk if priv else None,
-        dcr_share=priv.dcr_share if priv else None,
+        dcr_share=priv.dcr.share if priv else None,
     )
     report: dict[str, Any] = {
         "job": job.metadata.name,
