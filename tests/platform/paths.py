@@ -21,7 +21,7 @@ def k8s_dir() -> Path:
 
 
 def bin_dir() -> Path:
-    """helm, kubeconform, etcd and kubectl land here (k8s binaries too, via symlink-free copy)."""
+    """etcd, helm and kubeconform (the Kubernetes binaries stay in ``k8s_dir()/bin``)."""
     return cache_root() / "bin"
 
 
