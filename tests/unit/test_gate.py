@@ -24,33 +24,40 @@ GOOD: dict[str, float | None] = {
 CASES: list[tuple[dict[str, Any], dict[str, float | None], bool, list[str], str | None]] = [
     ({}, {"fidelity": None, "privacy_risk": None}, True, [], None),
     (ALL, {}, True, [], None),
-    (ALL, {"fidelity": 0.78}, False, ["fidelity"], "fidelity 0.78 < minFidelity 0.80"),
+    (ALL, {"fidelity": 0.78}, False, ["fidelity"], "fidelity 0.780 < minFidelity 0.8"),
     (ALL, {"fidelity": 0.8}, True, [], None),
-    (ALL, {"fidelity": 0.7999}, False, ["fidelity"], "fidelity 0.7999 < minFidelity 0.8000"),
-    (ALL, {"diagnostic": 0.5}, False, ["diagnostic"], "diagnostic 0.50 < minDiagnostic 0.90"),
-    (ALL, {"privacy_risk": 0.31}, False, ["privacyRisk"], "privacyRisk 0.31 > maxPrivacyRisk 0.20"),
+    (ALL, {"fidelity": 0.7999}, False, ["fidelity"], "fidelity 0.7999 < minFidelity 0.8"),
+    (
+        ALL | {"minFidelity": 0.999},
+        {"fidelity": 0.85},
+        False,
+        ["fidelity"],
+        "fidelity 0.850 < minFidelity 0.999",
+    ),
+    (ALL, {"diagnostic": 0.5}, False, ["diagnostic"], "diagnostic 0.500 < minDiagnostic 0.9"),
+    (ALL, {"privacy_risk": 0.31}, False, ["privacyRisk"], "privacyRisk 0.310 > maxPrivacyRisk 0.2"),
     (ALL, {"privacy_risk": 0.2}, True, [], None),
-    (ALL, {"dcr_share": 0.97}, False, ["dcrShare"], "dcrShare 0.97 > maxDcrShare 0.60"),
+    (ALL, {"dcr_share": 0.97}, False, ["dcrShare"], "dcrShare 0.970 > maxDcrShare 0.6"),
     (
         ALL,
         {"privacy_risk": None},
         False,
         ["privacyRisk"],
-        "privacyRisk was not computed, but maxPrivacyRisk 0.20 requires it",
+        "privacyRisk was not computed, but maxPrivacyRisk 0.2 requires it",
     ),
     (
         {"minFidelity": 0.8},
         {"fidelity": math.nan},
         False,
         ["fidelity"],
-        "fidelity was not computed, but minFidelity 0.80 requires it",
+        "fidelity was not computed, but minFidelity 0.8 requires it",
     ),
     (
         ALL,
         {"fidelity": 0.1, "dcr_share": 0.9, "privacy_risk": 0.5},
         False,
         ["fidelity", "privacyRisk", "dcrShare"],
-        "fidelity 0.10 < minFidelity 0.80",
+        "fidelity 0.100 < minFidelity 0.8",
     ),
     ({"maxPrivacyRisk": 0.2}, {"fidelity": 0.0, "dcr_share": 1.0}, True, [], None),
 ]
@@ -60,6 +67,7 @@ IDS = [
     "fidelity-below-min",
     "fidelity-equal-to-min-passes",
     "fidelity-just-below-shows-more-digits",
+    "threshold-shown-as-written-not-rounded",
     "diagnostic-below-min",
     "privacy-risk-above-max",
     "privacy-risk-equal-to-max-passes",
@@ -104,7 +112,7 @@ def test_gate_to_dict_is_camel_case_and_json_ready() -> None:
 
     # Assert
     assert out["passed"] is False
-    assert out["reason"] == "fidelity 0.75 < minFidelity 0.90"
+    assert out["reason"] == "fidelity 0.750 < minFidelity 0.9"
     assert out["failures"] == [
         {"metric": "fidelity", "threshold": 0.9, "actual": 0.75, "message": out["reason"]}
     ]

@@ -93,12 +93,18 @@ def _measured(value: float | None) -> float | None:
 
 
 def _pair(actual: float, threshold: float) -> tuple[str, str]:
-    """Format two numbers with 2 decimals, more when 2 would make them look equal."""
-    for digits in (2, 4, 6):
-        a, t = f"{actual:.{digits}f}", f"{threshold:.{digits}f}"
-        if a != t:
-            return a, t
-    return repr(actual), repr(threshold)
+    """Show the threshold as the user wrote it, and the actual value precisely enough.
+
+    A threshold of 0.999 must not print as 1.00, and an actual value that misses it must
+    not print as equal to it.
+    """
+    limit = f"{threshold:g}"
+    decimals = len(limit.split(".")[1]) if "." in limit else 0
+    for digits in range(max(3, decimals), 9):
+        shown = f"{actual:.{digits}f}"
+        if float(shown) != threshold:
+            return shown, limit
+    return repr(actual), limit
 
 
 def evaluate(
@@ -137,7 +143,7 @@ def evaluate(
         actual = _measured(raw)
         if actual is None:
             passed = False
-            message = f"{metric} was not computed, but {name} {threshold:.2f} requires it"
+            message = f"{metric} was not computed, but {name} {threshold:g} requires it"
         else:
             passed = actual >= threshold if direction == "min" else actual <= threshold
             shown, limit = _pair(actual, threshold)
