@@ -1,3 +1,3 @@
-"""Shared fixtures. The platform plugin starts real local servers on demand (see docs/testing.md)."""
+"""Shared fixtures. The platform plugin starts real local servers on demand (docs/testing.md)."""
 
 pytest_plugins = ["tests.platform.plugin"]
