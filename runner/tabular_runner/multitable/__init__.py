@@ -1,0 +1,29 @@
+"""Multi-table synthesis: a MultiTableSchema in, a synthetic database with intact keys out.
+
+Public API::
+
+    run_multitable(schema, job, out_store, ctx) -> report dict   # the one entry point
+    build_graph(schema.spec) -> SchemaGraph                      # structural validation
+    choose_strategy(graph, generator, total_rows) -> StrategyChoice
+
+Modules: :mod:`.graph` (validation, order, depth), :mod:`.integrity` (keys, orphans,
+violations), :mod:`.cardinality` (children per parent), :mod:`.keys` (primary keys),
+:mod:`.strategies` (HMA and the scalable independent strategy), :mod:`.quality` (SDMetrics
+multi-table reports, per-table scores), :mod:`.report_html`, :mod:`.run`. SDV, SDMetrics
+and matplotlib are imported only when a run needs them.
+"""
+
+from __future__ import annotations
+
+from tabular_runner.multitable.graph import Relation, SchemaGraph, build_graph
+from tabular_runner.multitable.run import run_multitable
+from tabular_runner.multitable.strategies import StrategyChoice, choose_strategy
+
+__all__ = [
+    "Relation",
+    "SchemaGraph",
+    "StrategyChoice",
+    "build_graph",
+    "choose_strategy",
+    "run_multitable",
+]

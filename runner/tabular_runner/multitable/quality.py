@@ -1,0 +1,177 @@
+"""Scores of a synthetic database: SDMetrics multi-table reports, per table, per relationship.
+
+* **Cardinality** per relationship: :func:`~.cardinality.shape_similarity` on *all* rows
+  (counts per parent are cheap), composite keys included. SDMetrics' own breakdown is keyed
+  by (parent, child), so two relationships between the same tables (flights → airports as
+  origin and as dest) would overwrite each other there; this one is keyed by relationship.
+* **SDMetrics multi-table QualityReport** (Column Shapes, Column Pair Trends, Cardinality,
+  Intertable Trends) and **DiagnosticReport** (Data Validity, Data Structure, Relationship
+  Validity) on a *consistent subsample*: parents first, each table sampled to at most
+  ``sample_rows`` rows among those whose parents were kept, so the sample has no orphan
+  that the full data lacks. SDMetrics metadata has no composite keys: composite
+  relationships are left out of these two reports (scored by the cardinality above).
+* **Per table**: :func:`tabular_runner.quality.fidelity.evaluate` (the single-table quality
+  score of every table), and :func:`tabular_runner.quality.privacy.evaluate` on the table's
+  non-key columns against a holdout the table's model did not see.
+
+``fidelityScore`` of the database is the SDMetrics multi-table quality score; when that
+report cannot run, the mean of the per-table scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabular_runner.multitable.cardinality import children_per_parent, shape_similarity
+from tabular_runner.multitable.graph import SchemaGraph
+from tabular_runner.multitable.integrity import key_strings
+
+_SDMETRICS_SDTYPES = frozenset({"numerical", "categorical", "boolean", "datetime", "id"})
+
+
+def cardinality_scores(
+    real: Mapping[str, pd.DataFrame], synthetic: Mapping[str, pd.DataFrame], graph: SchemaGraph
+) -> list[dict[str, Any]]:
+    """Per relationship: children-per-parent shape similarity and summary statistics."""
+    out: list[dict[str, Any]] = []
+    for rel in graph.relations:
+        r = children_per_parent(real[rel.parent], rel.parent_key, real[rel.child], rel.child_key)
+        s = children_per_parent(
+            synthetic[rel.parent], rel.parent_key, synthetic[rel.child], rel.child_key
+        )
+        out.append(
+            {
+                "relationship": rel.name,
+                "shapeSimilarity": shape_similarity(r, s),
+                "realMeanChildren": round(float(r.mean()), 4) if len(r) else None,
+                "syntheticMeanChildren": round(float(s.mean()), 4) if len(s) else None,
+                "realMaxChildren": int(r.max()) if len(r) else None,
+                "syntheticMaxChildren": int(s.max()) if len(s) else None,
+            }
+        )
+    return out
+
+
+def consistent_sample(
+    frames: Mapping[str, pd.DataFrame], graph: SchemaGraph, rows: int, seed: int
+) -> dict[str, pd.DataFrame]:
+    """Sample each table to at most ``rows`` rows, keeping only rows whose parents were kept."""
+    out: dict[str, pd.DataFrame] = {}
+    for i, table in enumerate(graph.order):
+        frame = frames[table].reset_index(drop=True)
+        keep = np.ones(len(frame), dtype=bool)
+        for rel in graph.parents_of(table):
+            child = key_strings(frame, rel.child_key)
+            kept = set(key_strings(out[rel.parent], rel.parent_key).dropna().tolist())
+            keep &= (child.isna() | child.isin(kept)).to_numpy()
+        frame = frame.loc[keep]
+        if len(frame) > rows:
+            frame = frame.sample(n=rows, random_state=seed + i)
+        out[table] = frame.reset_index(drop=True)
+    return out
+
+
+def _sdmetrics_metadata(
+    graph: SchemaGraph, sdtypes: Mapping[str, Mapping[str, str]], frames: Mapping[str, pd.DataFrame]
+) -> dict[str, Any]:
+    tables: dict[str, Any] = {}
+    for table in graph.tables:
+        keys = graph.key_columns(table) | {c for r in graph.children_of(table) for c in r.parent_key}
+        columns: dict[str, Any] = {}
+        for column in frames[table].columns:
+            name = str(column)
+            sdtype = "id" if name in keys else sdtypes.get(table, {}).get(name, "")
+            if sdtype in _SDMETRICS_SDTYPES:
+                columns[name] = {"sdtype": sdtype}
+        entry: dict[str, Any] = {"columns": columns}
+        primary = graph.primary_keys.get(table, ())
+        if len(primary) == 1:
+            entry["primary_key"] = primary[0]
+        tables[table] = entry
+    relationships = [
+        {
+            "parent_table_name": r.parent,
+            "parent_primary_key": r.parent_key[0],
+            "child_table_name": r.child,
+            "child_foreign_key": r.child_key[0],
+        }
+        for r in graph.relations
+        if not r.composite and graph.primary_keys.get(r.parent) == r.parent_key
+    ]
+    return {"tables": tables, "relationships": relationships}
+
+
+def _coerce(frame: pd.DataFrame, columns: Mapping[str, Any]) -> pd.DataFrame:
+    """Only the described columns, with dtypes SDMetrics accepts."""
+    out = {}
+    for name, info in columns.items():
+        values = frame[name] if name in frame.columns else pd.Series(np.nan, index=frame.index)
+        if info["sdtype"] == "numerical":
+            values = pd.to_numeric(values, errors="coerce").astype(float)
+        elif info["sdtype"] == "datetime":
+            values = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+        elif info["sdtype"] == "id":
+            values = key_strings(pd.DataFrame({name: values}), (name,)).astype(object)
+        elif info["sdtype"] == "categorical" and isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        out[name] = values.reset_index(drop=True)
+    return pd.DataFrame(out)
+
+
+def _properties(report: Any) -> dict[str, float | None]:
+    props = report.get_properties()
+    return {str(row["Property"]): _finite(row["Score"]) for _, row in props.iterrows()}
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) or np.isinf(number) else round(number, 6)
+
+
+def sdmetrics_reports(
+    real: Mapping[str, pd.DataFrame],
+    synthetic: Mapping[str, pd.DataFrame],
+    graph: SchemaGraph,
+    sdtypes: Mapping[str, Mapping[str, str]],
+    *,
+    sample_rows: int,
+    seed: int,
+) -> dict[str, Any]:
+    """SDMetrics multi-table QualityReport and DiagnosticReport on consistent samples."""
+    from sdmetrics.reports.multi_table import DiagnosticReport, QualityReport
+
+    started = time.perf_counter()
+    metadata = _sdmetrics_metadata(graph, sdtypes, real)
+    real_s = consistent_sample(real, graph, sample_rows, seed)
+    synth_s = consistent_sample(synthetic, graph, sample_rows, seed + 1)
+    real_q = {t: _coerce(real_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
+    synth_q = {t: _coerce(synth_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
+    out: dict[str, Any] = {
+        "sampleRows": {t: {"real": len(real_s[t]), "synthetic": len(synth_s[t])} for t in graph.tables},
+        "relationshipsScored": len(metadata["relationships"]),
+        "notes": [],
+    }
+    left_out = len(graph.relations) - len(metadata["relationships"])
+    if left_out:
+        out["notes"].append(
+            f"{left_out} composite or non-primary-key relationship(s) are not in the SDMetrics "
+            "reports (its metadata has no composite keys); see cardinality"
+        )
+    for label, cls in (("quality", QualityReport), ("diagnostic", DiagnosticReport)):
+        try:
+            report = cls()
+            report.generate(real_q, synth_q, metadata, verbose=False)
+            out[label] = {"score": _finite(report.get_score()), "properties": _properties(report)}
+        except Exception as exc:  # noqa: BLE001 - reported; the score is then None
+            out[label] = {"score": None, "properties": {}}
+            out["notes"].append(f"{label} report failed: {type(exc).__name__}: {exc}")
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    return out

@@ -1,0 +1,622 @@
+"""Two ways to synthesise a database, and the rule that picks one.
+
+**hma** — SDV's ``HMASynthesizer`` (hierarchical modelling: every parent row carries the
+parameters of its children's distributions). It learns parent↔child correlations, but its
+cost grows with depth and width; SDV refuses more than ``HMA_MAX_TABLES`` tables or a
+depth above ``HMA_MAX_DEPTH`` and supports neither composite keys nor one key referenced
+under two names. Users report multi-hour fits on larger schemas (SDV #1085, #579, #2110,
+#2918).
+
+**independent** — the scalable strategy: one single-table model per table (any of the
+runner's generators; GaussianCopula by default), trained on the table's non-key columns,
+and the structure rebuilt top-down:
+
+1. roots get ``scale`` × their real row count;
+2. each child's *primary* relationship (the widest key, then the deepest parent) draws a
+   child count for every synthetic parent row from :class:`CardinalityModel` and repeats
+   that parent's key; rows whose real reference was missing stay unreferenced in the same
+   share;
+3. every other relationship samples parent rows (weighted by drawn child counts, so its
+   cardinality shape holds too); key columns already set by an earlier relationship
+   (``origin`` of ``(origin, time_hour)``) restrict the choice to parents that agree;
+4. primary keys are fresh identifiers, or composite keys made unique (:mod:`.keys`);
+5. every foreign key and primary key is checked before the table's children are built; a
+   row that still fails is dropped and counted (so far none has), never written.
+
+Cost is one single-table fit per table plus linear passes over the keys, at any depth.
+What it does not learn: correlations between a child's columns and its parent's columns
+(beyond the child count).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tabular_runner.analysis import TableAnalysis, analyze
+from tabular_runner.errors import EngineError, UserInputError
+from tabular_runner.multitable.cardinality import CardinalityModel
+from tabular_runner.multitable.graph import Relation, SchemaGraph
+from tabular_runner.multitable.integrity import check_relation, key_strings
+from tabular_runner.multitable.keys import fresh_identifiers, make_unique
+from tabular_runner.spec import DP_GENERATORS, GeneratorSpec, GeneratorType
+
+HMA_MAX_TABLES = 5
+HMA_MAX_DEPTH = 2
+HMA_MAX_ROWS = 100_000
+"""``auto`` picks HMA only up to this many real rows in all (its fit time grows fast)."""
+HMA_MAX_MODELLED_COLUMNS = 500
+SINGLE_TABLE_GENERATORS = frozenset(
+    {
+        GeneratorType.GAUSSIAN_COPULA,
+        GeneratorType.CTGAN,
+        GeneratorType.TVAE,
+        GeneratorType.COPULAGAN,
+    }
+)
+
+_KIND_OF_SDTYPE = {
+    "numerical": "numeric",
+    "categorical": "categorical",
+    "boolean": "boolean",
+    "datetime": "datetime",
+    "id": "id",
+    "text": "text",
+}
+
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, message: str) -> None:
+    """Ignore progress."""
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """Which strategy runs, with which per-table generator, and why."""
+
+    strategy: str
+    table_generator: GeneratorType | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "strategy": self.strategy,
+            "tableGenerator": self.table_generator.value if self.table_generator else None,
+            "reason": self.reason,
+        }
+
+
+def hma_obstacles(graph: SchemaGraph, total_rows: int | None = None) -> list[str]:
+    """Reasons why HMA cannot (or should not) model this schema; empty when it fits."""
+    problems: list[str] = []
+    if len(graph.tables) > HMA_MAX_TABLES:
+        problems.append(f"{len(graph.tables)} tables (HMA handles at most {HMA_MAX_TABLES})")
+    if graph.depth > HMA_MAX_DEPTH:
+        problems.append(
+            f"depth {graph.depth} (HMA handles parent→child only, depth {HMA_MAX_DEPTH})"
+        )
+    composite = [r.name for r in graph.relations if r.composite]
+    composite += [f"{t} primary key" for t, k in graph.primary_keys.items() if len(k) > 1]
+    if composite:
+        problems.append("composite keys: " + ", ".join(composite))
+    referenced: dict[str, set[tuple[str, ...]]] = {}
+    for rel in graph.relations:
+        referenced.setdefault(rel.parent, set()).add(rel.parent_key)
+    for parent, keys in referenced.items():
+        declared = graph.primary_keys.get(parent)
+        if len(keys) > 1 or (declared and declared not in keys):
+            problems.append(f"{parent} is referenced by a key other than its primary key")
+    seen: dict[tuple[str, tuple[str, ...]], str] = {}
+    for rel in graph.relations:
+        slot = (rel.child, rel.child_key)
+        if slot in seen and seen[slot] != rel.parent:
+            problems.append(f"{rel.child}.{rel.child_key[0]} references two tables")
+        seen[slot] = rel.parent
+    if total_rows is not None and total_rows > HMA_MAX_ROWS:
+        problems.append(f"{total_rows} rows in all (auto uses HMA up to {HMA_MAX_ROWS})")
+    return problems
+
+
+def choose_strategy(
+    graph: SchemaGraph, generator: GeneratorSpec, total_rows: int
+) -> StrategyChoice:
+    """Pick the strategy for ``generator.type`` on this schema.
+
+    * ``hma``: HMA, or a :class:`UserInputError` saying why the schema does not fit it;
+    * ``auto``: HMA when the schema fits it and the data is small enough, else the
+      independent strategy with GaussianCopula per table;
+    * a single-table generator (``gaussian_copula``, ``ctgan``, ``tvae``, ``copulagan``):
+      the independent strategy with that generator per table.
+
+    Raises:
+        UserInputError: ``hma`` on a schema HMA cannot model; a DP or other-engine
+            generator (multi-table DP would need ε split across tables: not offered yet).
+    """
+    kind = generator.type
+    if kind is GeneratorType.HMA:
+        problems = hma_obstacles(graph)
+        if problems:
+            raise UserInputError(
+                "spec.generator.type",
+                "hma cannot model this schema: " + "; ".join(problems),
+                "use generator type auto (or gaussian_copula) for the scalable strategy",
+            )
+        return StrategyChoice("hma", None, "requested hma; the schema fits it")
+    if kind is GeneratorType.AUTO:
+        problems = hma_obstacles(graph, total_rows)
+        if not problems:
+            return StrategyChoice(
+                "hma",
+                None,
+                f"auto: {len(graph.tables)} tables, depth {graph.depth}, single-column keys "
+                f"and {total_rows} rows fit HMA, which also learns parent-child correlations",
+            )
+        return StrategyChoice(
+            "independent",
+            GeneratorType.GAUSSIAN_COPULA,
+            "auto: HMA does not fit (" + "; ".join(problems) + "), so one GaussianCopula per "
+            "table with child counts modelled per relationship",
+        )
+    if kind in SINGLE_TABLE_GENERATORS:
+        return StrategyChoice(
+            "independent", kind, f"requested {kind.value} per table with modelled child counts"
+        )
+    if kind in DP_GENERATORS:
+        raise UserInputError(
+            "spec.generator.type",
+            f"{kind.value} is differentially private; multi-table DP (ε split across tables "
+            "and keys) is not offered yet",
+            "use auto, hma or a single-table generator such as gaussian_copula",
+        )
+    raise UserInputError(
+        "spec.generator.type",
+        f"{kind.value} is not available for multi-table jobs",
+        "use auto, hma, gaussian_copula, ctgan, tvae or copulagan",
+    )
+
+
+def table_analysis(
+    frame: pd.DataFrame, hints: Mapping[str, str], seed: int
+) -> TableAnalysis:
+    """Analyse a real table, then apply the schema's declared column sdtypes."""
+    analysis = analyze(frame, seed=seed)
+    for column in analysis.columns:
+        sdtype = hints.get(column.name)
+        if sdtype is not None:
+            column.kind = _KIND_OF_SDTYPE[sdtype]
+            if sdtype != "id":
+                column.pii = None
+    return analysis
+
+
+def primary_relation(graph: SchemaGraph, table: str) -> Relation | None:
+    """The relationship whose parent a child's rows are generated under.
+
+    The widest key first (a composite reference pins more columns at once), then the
+    deepest parent (more specific: a weather hour rather than an airport), then the order
+    of declaration.
+    """
+    parents = graph.parents_of(table)
+    if not parents:
+        return None
+    level = {t: i for i, t in enumerate(graph.order)}
+    return sorted(parents, key=lambda r: (-len(r.child_key), -level[r.parent], r.index))[0]
+
+
+@dataclass
+class _TablePlan:
+    name: str
+    real_rows: int
+    columns: list[str]
+    dtypes: pd.Series
+    analysis: TableAnalysis
+    modelled: list[str]
+    primary: Relation | None
+    real: pd.DataFrame
+    synthesizer: Any = None
+    cardinality: dict[int, CardinalityModel] = field(default_factory=dict)
+
+
+@dataclass
+class IndependentStrategy:
+    """Per-table models plus modelled child counts (see the module docstring)."""
+
+    graph: SchemaGraph
+    generator: GeneratorSpec
+    seed: int = 0
+    hints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    plans: dict[str, _TablePlan] = field(default_factory=dict)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    repairs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def fit(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        train_rows: Mapping[str, np.ndarray[Any, Any]],
+        progress: Progress = _no_progress,
+    ) -> None:
+        """Train one model per table on its training rows; learn child counts on all rows."""
+        from tabular_runner.generators import create_synthesizer
+        from tabular_runner.generators.base import FitContext
+
+        total = len(self.graph.order)
+        for done, table in enumerate(self.graph.order):
+            started = time.perf_counter()
+            progress(done, total, f"training {table}")
+            real = frames[table].reset_index(drop=True)
+            analysis = table_analysis(real, self.hints.get(table, {}), self.seed)
+            fixed = self._assigned_columns(table)
+            for column in analysis.columns:
+                # A text column with a distinct value in every row (airline names) is an
+                # identifier to a model (SDV would make it the primary key): regenerate it.
+                if column.name not in fixed and _all_distinct_text(real[column.name]):
+                    column.kind = "id"
+            modelled = [c for c in analysis.modelled_columns if c not in fixed]
+            plan = _TablePlan(
+                name=table,
+                real_rows=len(real),
+                columns=[str(c) for c in real.columns],
+                dtypes=real.dtypes,
+                analysis=analysis,
+                modelled=modelled,
+                primary=primary_relation(self.graph, table),
+                real=real,
+            )
+            if modelled:
+                train = real.iloc[train_rows[table]][modelled].reset_index(drop=True)
+                synthesizer = create_synthesizer(self.generator, None)
+                context = FitContext(
+                    seed=self.seed,
+                    categorical_columns=_of_kind(analysis, "categorical", modelled),
+                    numerical_columns=_of_kind(analysis, "numeric", modelled),
+                    datetime_columns=_of_kind(analysis, "datetime", modelled),
+                    boolean_columns=_of_kind(analysis, "boolean", modelled),
+                )
+                synthesizer.fit(train, context)
+                plan.synthesizer = synthesizer
+            for rel in self.graph.parents_of(table):
+                parent_plan = self.plans[rel.parent]
+                conditions = parent_plan.modelled if rel == plan.primary else []
+                plan.cardinality[rel.index] = CardinalityModel.fit(
+                    rel.name, parent_plan.real, rel.parent_key, real, rel.child_key, conditions
+                )
+            self.plans[table] = plan
+            self.fit_seconds[table] = round(time.perf_counter() - started, 3)
+        progress(total, total, "trained")
+
+    def _assigned_columns(self, table: str) -> set[str]:
+        """Columns set by the structure, not the model: foreign keys, single-column PKs."""
+        columns: set[str] = set()
+        for rel in self.graph.parents_of(table):
+            columns.update(rel.child_key)
+        key = self.graph.primary_keys.get(table, ())
+        if len(key) == 1:
+            columns.update(key)
+        return columns
+
+    def sample(
+        self, scale: float, seed: int, progress: Progress = _no_progress
+    ) -> dict[str, pd.DataFrame]:
+        """Generate every table, parents first; each checked before its children are built."""
+        from tabular_runner.pii import regenerate_sensitive
+
+        rng = np.random.default_rng(seed)
+        out: dict[str, pd.DataFrame] = {}
+        total = len(self.graph.order)
+        for done, table in enumerate(self.graph.order):
+            progress(done, total, f"generating {table}")
+            plan = self.plans[table]
+            counts: np.ndarray[Any, Any] | None = None
+            n_null = 0
+            if plan.primary is None:
+                n = max(1, round(scale * plan.real_rows))
+            else:
+                model = plan.cardinality[plan.primary.index]
+                counts = model.sample(out[plan.primary.parent], rng)
+                referenced = int(counts.sum())
+                share = model.null_share
+                n_null = (
+                    round(scale * plan.real_rows)
+                    if share >= 1.0
+                    else round(referenced * share / (1.0 - share))
+                )
+                n = referenced + n_null
+            if plan.synthesizer is not None and n > 0:
+                attributes = plan.synthesizer.sample(n, seed=seed + done + 1)
+            else:
+                attributes = pd.DataFrame(index=pd.RangeIndex(n))
+            others = TableAnalysis(
+                row_count=plan.analysis.row_count,
+                columns=[
+                    c
+                    for c in plan.analysis.columns
+                    if c.name not in self._assigned_columns(table)
+                    and (c.name in plan.modelled or c.sensitive)
+                ],
+            )
+            frame = regenerate_sensitive(attributes, others, plan.real, seed=seed + 7919 * (done + 1))
+            assigned: set[str] = set()
+            if plan.primary is not None and counts is not None:
+                frame = self._assign_primary(frame, plan.primary, out, counts, n_null)
+                assigned.update(plan.primary.child_key)
+            for rel in sorted(
+                self.graph.parents_of(table), key=lambda r: (-len(r.child_key), r.index)
+            ):
+                if rel == plan.primary:
+                    continue
+                frame = self._assign_secondary(frame, rel, out, plan, assigned, rng)
+                assigned.update(rel.child_key)
+            frame = self._primary_key(frame, plan, seed + done)
+            frame = self._repair(frame, plan, out)
+            out[table] = frame[plan.columns]
+        progress(total, total, "generated")
+        return out
+
+    def _assign_primary(
+        self,
+        frame: pd.DataFrame,
+        rel: Relation,
+        out: Mapping[str, pd.DataFrame],
+        counts: np.ndarray[Any, Any],
+        n_null: int,
+    ) -> pd.DataFrame:
+        parent = out[rel.parent]
+        from tabular_runner.multitable.integrity import columns_to_null
+
+        nulled = set(columns_to_null(rel, self.graph)) if n_null else set()
+        for parent_col, child_col in zip(rel.parent_key, rel.child_key, strict=True):
+            values = np.repeat(parent[parent_col].to_numpy(dtype=object), counts)
+            if n_null:
+                tail = np.full(n_null, None, dtype=object)
+                if child_col not in nulled:
+                    tail = np.full(n_null, np.nan, dtype=object)  # filled by another relation
+                values = np.concatenate([values, tail])
+            frame[child_col] = _typed(values, parent[parent_col])
+        return frame
+
+    def _assign_secondary(
+        self,
+        frame: pd.DataFrame,
+        rel: Relation,
+        out: Mapping[str, pd.DataFrame],
+        plan: _TablePlan,
+        assigned: set[str],
+        rng: np.random.Generator,
+    ) -> pd.DataFrame:
+        """Point rows at parents of ``rel``, agreeing with key columns already set."""
+        fixed = [c for c in rel.child_key if c in assigned]
+        free = [c for c in rel.child_key if c not in assigned]
+        parent = out[rel.parent].reset_index(drop=True)
+        model = plan.cardinality[rel.index]
+        weights = model.sample(parent, rng).astype(float)
+        if weights.sum() <= 0:
+            weights = np.ones(len(parent))
+        n = len(frame)
+        choice = np.full(n, -1, dtype=np.int64)
+        wanted = rng.random(n) >= model.null_share  # the rest stay unreferenced
+        fixed_set = (
+            frame[fixed].notna().all(axis=1).to_numpy() if fixed else np.zeros(n, dtype=bool)
+        )
+        # Rows whose shared columns are set: only parents that agree with them qualify.
+        restricted = fixed_set & wanted & bool(free)
+        if restricted.any():
+            fixed_parent = tuple(rel.parent_key[rel.child_key.index(c)] for c in fixed)
+            parent_keys = key_strings(parent, fixed_parent)
+            child_keys = key_strings(frame, tuple(fixed))
+            by_key = {k: np.asarray(v) for k, v in parent_keys.groupby(parent_keys).groups.items()}
+            subset = child_keys[restricted]
+            for value, rows in subset.groupby(subset).groups.items():
+                candidates = by_key.get(value)
+                if candidates is None:
+                    continue  # no parent agrees: the reference stays missing
+                w = weights[candidates]
+                p = w / w.sum() if w.sum() > 0 else None
+                positions = np.asarray(rows)
+                choice[positions] = rng.choice(candidates, size=len(positions), p=p)
+        # Rows with nothing set yet (or a shared column left open): any parent, by weight.
+        open_rows = np.flatnonzero(~fixed_set & wanted)
+        if len(open_rows):
+            choice[open_rows] = _slots(weights, len(open_rows), rng)
+        picked = choice >= 0
+        for parent_col, child_col in zip(rel.parent_key, rel.child_key, strict=True):
+            source = parent[parent_col].to_numpy(dtype=object)
+            if child_col in frame.columns:
+                values = frame[child_col].to_numpy(dtype=object).copy()
+            else:
+                values = np.full(n, None, dtype=object)
+            target = picked if child_col in free else picked & ~fixed_set
+            values[target] = source[choice[target]]
+            frame[child_col] = _typed(values, parent[parent_col])
+        return frame
+
+    def _primary_key(self, frame: pd.DataFrame, plan: _TablePlan, seed: int) -> pd.DataFrame:
+        key = list(self.graph.primary_keys.get(plan.name, ()))
+        if not key:
+            return frame
+        if len(key) == 1 and key[0] not in {c for r in self.graph.parents_of(plan.name) for c in r.child_key}:
+            frame[key[0]] = fresh_identifiers(plan.real[key[0]], len(frame), seed).to_numpy()
+            return frame
+        fixed = [c for c in key if c in {c for r in self.graph.parents_of(plan.name) for c in r.child_key}]
+        datetimes = {c.name for c in plan.analysis.columns if c.kind == "datetime"}
+        frame, moved = make_unique(frame, key, fixed, plan.real, datetimes)
+        self.repairs.setdefault(plan.name, {})["primaryKeyValuesMoved"] = moved
+        return frame
+
+    def _repair(
+        self, frame: pd.DataFrame, plan: _TablePlan, out: Mapping[str, pd.DataFrame]
+    ) -> pd.DataFrame:
+        """Drop (and count) rows that still break a key; none are expected."""
+        frame = frame.reset_index(drop=True)
+        bad = np.zeros(len(frame), dtype=bool)
+        view = dict(out)
+        view[plan.name] = frame
+        for rel in self.graph.parents_of(plan.name):
+            if check_relation(view, rel).violations:
+                keys = key_strings(frame, rel.child_key)
+                parents = set(key_strings(out[rel.parent], rel.parent_key).dropna().tolist())
+                bad |= (keys.notna() & ~keys.isin(parents)).to_numpy()
+        key = self.graph.primary_keys.get(plan.name, ())
+        if key:
+            keys = key_strings(frame, key)
+            bad |= (keys.isna() | keys.duplicated()).to_numpy()
+        dropped = int(bad.sum())
+        self.repairs.setdefault(plan.name, {})["rowsDropped"] = dropped
+        if dropped == len(frame) and len(frame) > 0:
+            raise EngineError(f"every synthetic row of {plan.name!r} broke a key")
+        return frame.loc[~bad].reset_index(drop=True)
+
+    def details(self) -> dict[str, Any]:
+        """What was learned, per table and relationship, for the report."""
+        return {
+            "tables": {
+                name: {
+                    "generator": plan.synthesizer.name if plan.synthesizer else None,
+                    "modelledColumns": list(plan.modelled),
+                    "primaryRelationship": plan.primary.name if plan.primary else None,
+                    "fitSeconds": self.fit_seconds.get(name),
+                    "repairs": self.repairs.get(name, {}),
+                }
+                for name, plan in self.plans.items()
+            },
+            "cardinality": [
+                model.to_dict() for plan in self.plans.values() for model in plan.cardinality.values()
+            ],
+        }
+
+
+def _slots(
+    counts: np.ndarray[Any, Any], k: int, rng: np.random.Generator
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """``k`` parent indices in which parent ``i`` appears about ``counts[i]`` times.
+
+    Parent ``i`` gets ``counts[i]`` slots; ``k`` slots are dealt without replacement (whole
+    rounds first when ``k`` exceeds the slots), so the drawn children-per-parent shape is
+    kept, where weighted independent draws would blur it towards a Poisson shape.
+    """
+    slots = np.repeat(np.arange(len(counts)), counts.astype(np.int64))
+    copies, remainder = divmod(k, len(slots))
+    dealt = np.concatenate([np.tile(slots, copies), rng.choice(slots, size=remainder, replace=False)])
+    return rng.permutation(dealt).astype(np.int64)
+
+
+def _of_kind(analysis: TableAnalysis, kind: str, modelled: list[str]) -> list[str]:
+    return [c for c in analysis.columns_of_kind(kind) if c in modelled]
+
+
+def _all_distinct_text(values: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(values.dtype) or values.isna().any():
+        return False
+    return bool(values.nunique() == len(values))
+
+
+def _typed(values: np.ndarray[Any, Any], like: pd.Series) -> pd.Series:
+    """Key values with the parent column's dtype (nullable integers when some are missing)."""
+    series = pd.Series(values, dtype=object)
+    if pd.api.types.is_integer_dtype(like.dtype):
+        return series.astype("Int64") if series.isna().any() else series.astype(like.dtype)
+    if pd.api.types.is_float_dtype(like.dtype):
+        return pd.to_numeric(series, errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(like.dtype):
+        return pd.to_datetime(series)
+    return series
+
+
+# ---------------------------------------------------------------------------------------
+# HMA
+
+
+def sdv_metadata(
+    graph: SchemaGraph, frames: Mapping[str, pd.DataFrame], analyses: Mapping[str, TableAnalysis]
+) -> Any:
+    """SDV ``Metadata`` of the schema: analyser sdtypes, declared keys and relationships."""
+    from sdv.metadata import Metadata
+
+    metadata = Metadata.detect_from_dataframes(dict(frames), infer_keys=None)
+    for table in graph.tables:
+        key_cols = graph.key_columns(table)
+        referenced = {c for r in graph.children_of(table) for c in r.parent_key}
+        for column in analyses[table].columns:
+            sdtype = "id" if column.name in key_cols | referenced else column.sdtype
+            if sdtype == "text":
+                continue  # keep SDV's own guess for free text
+            kwargs: dict[str, Any] = {"sdtype": sdtype}
+            if sdtype == "datetime" and column.datetime_format and not pd.api.types.is_datetime64_any_dtype(frames[table][column.name].dtype):
+                kwargs["datetime_format"] = column.datetime_format
+            try:
+                metadata.update_column(table_name=table, column_name=column.name, **kwargs)
+            except Exception:  # noqa: BLE001 - an sdtype SDV refuses: keep its detection
+                continue
+        primary = graph.primary_keys.get(table) or next(
+            (r.parent_key for r in graph.children_of(table)), ()
+        )
+        if primary:
+            metadata.set_primary_key(table_name=table, column_name=primary[0])
+    for rel in graph.relations:
+        metadata.add_relationship(
+            parent_table_name=rel.parent,
+            child_table_name=rel.child,
+            parent_primary_key=rel.parent_key[0],
+            child_foreign_key=rel.child_key[0],
+        )
+    return metadata
+
+
+@dataclass
+class HmaStrategy:
+    """SDV's HMASynthesizer over the whole schema."""
+
+    graph: SchemaGraph
+    seed: int = 0
+    hints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    model: Any = None
+    fit_seconds: float = 0.0
+
+    def fit(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        train_rows: Mapping[str, np.ndarray[Any, Any]],
+        progress: Progress = _no_progress,
+    ) -> None:
+        """Fit HMA on all rows (it cannot hold out parent rows without orphaning children)."""
+        from sdv.multi_table import HMASynthesizer
+
+        from tabular_runner.generators.sdv_adapter import seed_everything
+
+        started = time.perf_counter()
+        progress(0, 1, "training hma")
+        seed_everything(self.seed)
+        analyses = {
+            t: table_analysis(frames[t], self.hints.get(t, {}), self.seed) for t in self.graph.tables
+        }
+        metadata = sdv_metadata(self.graph, frames, analyses)
+        model = HMASynthesizer(metadata, verbose=False)
+        try:
+            model.fit({t: frames[t] for t in self.graph.tables})
+        except Exception as exc:
+            raise EngineError(f"HMA failed to fit: {type(exc).__name__}: {exc}") from exc
+        self.model = model
+        self.fit_seconds = round(time.perf_counter() - started, 3)
+        progress(1, 1, "trained")
+
+    def sample(
+        self, scale: float, seed: int, progress: Progress = _no_progress
+    ) -> dict[str, pd.DataFrame]:
+        """Sample the database; ``scale`` multiplies every table's size (root rows)."""
+        from tabular_runner.generators.sdv_adapter import seed_everything
+
+        progress(0, 1, "sampling hma")
+        seed_everything(seed)
+        sampled = self.model.sample(scale=scale)
+        progress(1, 1, "sampled")
+        return {t: sampled[t].reset_index(drop=True) for t in self.graph.tables}
+
+    def details(self) -> dict[str, Any]:
+        """What the report says about the model."""
+        return {"fitSeconds": self.fit_seconds}
