@@ -29,6 +29,9 @@ manifests:       ## regenerate crds/ and the chart's CRDs from the spec models
 bench:           ## runner vs raw SDV on UCI Adult (prints ratios; not a test)
 	@V=$(VENV); $$V/bin/python benchmarks/runner_vs_sdv.py
 
+bench-quality:   ## every generator's fit time and quality on UCI Adult, incl. auto and raw TabularARGN (long)
+	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && $$V/bin/python benchmarks/bench_quality.py
+
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@bash scripts/testenv/up.sh
 

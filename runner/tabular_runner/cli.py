@@ -6,6 +6,7 @@ Commands::
     tabular-runner stage train|generate|validate   one stage, artifacts through --store
     tabular-runner check JOB.yaml                  validate a manifest, print the resolved spec
     tabular-runner datasets list|export NAME PATH  real data sets shipped in packages
+    tabular-runner engines list|install|path [ENGINE]  engine environments (core, argn)
 
 Every deliberate error ends as one line on stderr and a non-zero exit code (see
 :mod:`tabular_runner.errors`); nothing is left half-written in ``--out``.
@@ -104,7 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = LocalStore(staging)
     try:
         with StageProgress(enabled=None if not args.quiet else False) as progress:
-            ctx = StageContext(base_dir=base_dir, progress=progress)
+            ctx = StageContext(
+                base_dir=base_dir,
+                progress=progress,
+                run_in_engine=_engine_runner(base_dir, progress.console.print),
+            )
             report = run_all(job, store, ctx)
     except GateFailedError:
         # The report is the point of a failed gate; the data is not released.
@@ -121,6 +126,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     shutil.rmtree(staging, ignore_errors=True)
     if not args.quiet:
         Console().print(summary_table(report, str(out)))
+    return 0
+
+
+def _engine_runner(base_dir: Path, notify: Any) -> Any:
+    """Run a stage of another engine as a subprocess in that engine's cached environment."""
+    from tabular_runner import engines
+    from tabular_runner.storage.local import LocalStore
+
+    def run_in_engine(engine: str, stage: str, job: SynthesisJob, store: Any) -> dict[str, Any]:
+        if not isinstance(store, LocalStore):
+            raise TabularError(f"the {engine} engine needs a local store here, not {store.uri}")
+        name: engines.EngineName = engines.ARGN if engine == engines.ARGN else engines.CORE
+        return engines.run_stage(name, stage, job.to_wire(), store.root, base_dir, notify)
+
+    return run_in_engine
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    """List engines, install one's environment ahead of time, or print its path."""
+    from tabular_runner import engines
+
+    for line in engines.command(args.action, args.engine):
+        print(line)  # noqa: T201
     return 0
 
 
@@ -248,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", nargs="?")
     data.add_argument("path", nargs="?")
     data.set_defaults(func=cmd_datasets)
+
+    eng = sub.add_parser("engines", help="engine environments (core, argn)")
+    eng.add_argument("action", choices=["list", "install", "path"])
+    eng.add_argument("engine", nargs="?", help="core or argn (install, path)")
+    eng.set_defaults(func=cmd_engines)
     return parser
 
 

@@ -12,10 +12,17 @@ Artifacts under the store's root::
     analysis.json        detected schema (train)
     model.pkl            the trained generator (train)
     stages/<stage>.json  each stage's result
+    stages/plan.json     ``auto``'s choice, when it belongs to another engine (train)
     output.<format>      the synthetic table (generate)
     constraints.json     rows repaired / rejected (generate)
     report.json          scores, gate, timings, everything (validate)
     report.html          the human-readable report (validate)
+
+Engines (:mod:`tabular_runner.engines`): train and generate run in the engine of the job's
+generator, validate always in ``core``. :func:`run_all` runs a stage of another engine through
+``StageContext.run_in_engine`` (a subprocess in that engine's environment); a stage itself
+never crosses engines, except that ``auto``'s train stage, when it picks another engine's
+generator, stores the pick and returns ``{"handoff": engine}`` instead of training.
 
 The real data never goes into the store: the validate stage re-reads the source and
 re-derives the same train/holdout split from the job's seed.
@@ -31,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tabular_runner.errors import GateFailedError, TabularError, UserInputError
+from tabular_runner import engines
+from tabular_runner.errors import EngineError, GateFailedError, TabularError, UserInputError
 from tabular_runner.spec import (
     DataFormat,
     GenerationProfile,
+    GeneratorSpec,
     GeneratorType,
     SynthesisJob,
     SynthesisJobSpec,
@@ -52,6 +61,9 @@ STAGES = ("train", "generate", "validate")
 ProgressFn = Callable[[str, int, int, str], None]
 """``progress(stage, done, total, message)``."""
 
+EngineRunner = Callable[[str, str, "SynthesisJob", "ArtifactStore"], dict[str, Any]]
+"""``run_in_engine(engine, stage, job, store) -> result``: one stage in another engine."""
+
 
 def _no_progress(stage: str, done: int, total: int, message: str) -> None:
     """Progress sink that ignores everything."""
@@ -66,6 +78,8 @@ class StageContext:
     s3: S3Settings | None = None
     progress: ProgressFn = _no_progress
     clock: Callable[[], float] = time.perf_counter
+    run_in_engine: EngineRunner | None = None
+    """Runs a stage whose engine is not this process's (``None``: such a stage fails)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,6 +199,16 @@ def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
     return data
 
 
+def _stored_plan(store: ArtifactStore) -> tuple[GeneratorSpec, str] | None:
+    """``auto``'s choice stored by a train stage of another engine, if any."""
+    try:
+        plan = json.loads(store.get_bytes("stages/plan.json"))
+    except FileNotFoundError:
+        return None
+    spec = GeneratorSpec(type=GeneratorType(plan["generator"]), params=plan["generatorParams"])
+    return spec, str(plan["generatorReason"])
+
+
 def _load_analysis(store: ArtifactStore) -> TableAnalysis:
     from tabular_runner.analysis import TableAnalysis
 
@@ -224,13 +248,31 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     use_gpu = bool(generator.params.get("useGpu", spec.resources.train.gpu > 0))
     reason = f"requested {generator.type.value}"
     if generator.type is GeneratorType.AUTO:
-        generator, reason = resolve_auto(
-            generator,
-            n_rows=len(train),
-            n_columns=train.shape[1],
-            privacy=spec.privacy,
-            gpu=use_gpu and cuda_available(),
-        )
+        plan = _stored_plan(store)
+        if plan is not None:  # auto chose in another engine; follow that choice
+            generator, reason = plan
+        else:
+            generator, reason = resolve_auto(
+                generator,
+                n_rows=len(train),
+                n_columns=train.shape[1],
+                privacy=spec.privacy,
+                gpu=use_gpu and cuda_available(),
+                argn=engines.auto_may_use(engines.ARGN),
+            )
+            engine = engines.engine_for(generator.type)
+            if engine != engines.current_engine():
+                handoff = {
+                    "stage": "train",
+                    "ok": True,
+                    "handoff": engine,
+                    "generator": generator.type.value,
+                    "generatorParams": generator.params,
+                    "generatorReason": reason,
+                }
+                _put_json(store, "stages/plan.json", handoff)
+                ctx.progress("train", 3, 3, f"auto chose {generator.type.value} ({engine})")
+                return handoff
     check_params(generator)
 
     synthesizer = create_synthesizer(generator, spec.privacy)
@@ -261,6 +303,7 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
         "ok": True,
         "generator": generator.type.value,
         "generatorReason": reason,
+        "engine": engines.current_engine(),
         "device": getattr(synthesizer, "device", "cpu"),
         "rowsSource": len(frame),
         "rowsTrain": len(train_idx),
@@ -453,10 +496,39 @@ STAGE_FUNCTIONS: dict[str, Callable[[SynthesisJob, ArtifactStore, StageContext],
 STAGE_FUNCTIONS = {"train": stage_train, "generate": stage_generate, "validate": stage_validate}
 
 
+def stage_engine(stage: str, job: SynthesisJob, store: ArtifactStore) -> str:
+    """The engine ``stage`` of ``job`` runs in (generate follows what train trained)."""
+    if stage == "validate":
+        return engines.CORE
+    if stage == "generate":
+        trained = _get_json(store, "stages/train.json", "stage generate")
+        return engines.engine_for(trained["generator"])
+    assert job.spec.generator is not None  # resolve_profile guarantees it
+    return engines.engine_for(job.spec.generator.type)
+
+
+def _run_stage(
+    engine: str, stage: str, job: SynthesisJob, store: ArtifactStore, ctx: StageContext
+) -> dict[str, Any]:
+    if engine == engines.current_engine():
+        return STAGE_FUNCTIONS[stage](job, store, ctx)
+    if ctx.run_in_engine is None:
+        raise EngineError(
+            f"the {stage} stage of this job runs in the {engine} engine, which is not "
+            f"available here; run it with the {engine} runner image"
+        )
+    ctx.progress(stage, 0, 1, f"running in the {engine} engine")
+    result = ctx.run_in_engine(engine, stage, job, store)
+    ctx.progress(stage, 1, 1, f"done in the {engine} engine")
+    return result
+
+
 def run_all(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
-    """Run the three stages in one process; return the report."""
+    """Run the three stages, each in its engine (see the module docstring); return the report."""
     for stage in STAGES:
-        STAGE_FUNCTIONS[stage](job, store, ctx)
+        result = _run_stage(stage_engine(stage, job, store), stage, job, store, ctx)
+        if stage == "train" and result.get("handoff"):
+            _run_stage(str(result["handoff"]), stage, job, store, ctx)
     return _get_json(store, "report.json", "run")
 
 

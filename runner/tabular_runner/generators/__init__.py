@@ -12,8 +12,9 @@ CTGAN, TVAE and CopulaGAN; ``smartnoise_adapter`` for MST, AIM, PATE-CTGAN and D
 imported only when a generator of that family is created or loaded, so SDV, SmartNoise and
 torch load only in the stage and engine that need them.
 
-A generator of another engine (TabularARGN, engine ``argn``) registers its adapter in
-``_ADAPTERS`` the same way; until then ``create_synthesizer`` says it is not available yet.
+TabularARGN (``argn_adapter``) belongs to another engine, ``argn`` (see
+:mod:`tabular_runner.engines`): its adapter is registered here like the others, but it imports
+only in the argn environment; elsewhere ``create_synthesizer`` says which engine runs it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
 
 _SDV = "tabular_runner.generators.sdv_adapter:SdvSynthesizer"
 _SMARTNOISE = "tabular_runner.generators.smartnoise_adapter:SmartNoiseSynthesizer"
+_ARGN = "tabular_runner.generators.argn_adapter:ArgnSynthesizer"
 
 _ADAPTERS: dict[GeneratorType, str] = {
     GeneratorType.GAUSSIAN_COPULA: _SDV,
@@ -61,14 +63,11 @@ _ADAPTERS: dict[GeneratorType, str] = {
     GeneratorType.AIM: _SMARTNOISE,
     GeneratorType.PATECTGAN: _SMARTNOISE,
     GeneratorType.DPCTGAN: _SMARTNOISE,
-    # TABULARARGN: the argn engine adds "tabular_runner.generators.argn_adapter:..." here.
+    GeneratorType.TABULARARGN: _ARGN,
 }
 """Generator type -> ``module:Class`` of its adapter (imported lazily)."""
 
 _NOT_YET: dict[GeneratorType, str] = {
-    GeneratorType.TABULARARGN: (
-        "arrives with the argn engine (mostlyai-engine), which is not part of this runner yet"
-    ),
     GeneratorType.HMA: "is multi-table and arrives with the MultiTableSchema work",
 }
 
@@ -140,6 +139,17 @@ _PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     ),
     "useGpu": (lambda v: isinstance(v, bool), "true or false", ""),
     "timeBudgetSeconds": (lambda v: _number(v) and v > 0, "a positive number", ""),
+    "maxEpochs": (_positive_int, "a positive integer", "maxEpochs: 100"),
+    "maxTrainingTimeSeconds": (
+        lambda v: _number(v) and v > 0,
+        "a positive number of seconds",
+        "maxTrainingTimeSeconds: 600",
+    ),
+    "modelSize": (
+        lambda v: v in ("small", "medium", "large"),
+        "one of small, medium, large",
+        "modelSize: medium",
+    ),
 }
 
 
@@ -177,7 +187,8 @@ def adapter_path(kind: GeneratorType) -> str:
     """Return ``module:Class`` of the adapter for ``kind``.
 
     Raises:
-        UserInputError: for ``auto`` (resolve it first), and generators not available yet.
+        UserInputError: for ``auto`` (resolve it first), generators not available yet, and
+            generators of an engine this environment does not hold (e.g. TabularARGN in core).
     """
     if kind is GeneratorType.AUTO:
         raise UserInputError(
@@ -191,6 +202,16 @@ def adapter_path(kind: GeneratorType) -> str:
             f"{kind.value} {_NOT_YET[kind]}",
             "use gaussian_copula, ctgan, tvae or copulagan (or mst, aim, patectgan, dpctgan "
             "with privacy), or auto",
+        )
+    from tabular_runner import engines
+
+    engine = engines.engine_for(kind)
+    if engine != engines.CORE and not engines.has_engine(engine):
+        raise UserInputError(
+            "spec.generator.type",
+            f"{kind.value} runs in the {engine} engine, which this environment does not hold",
+            f"run the job with `tabular-runner run` (it starts the {engine} engine), or run "
+            f"this stage in the {engine} runner image",
         )
     return _ADAPTERS[kind]
 
