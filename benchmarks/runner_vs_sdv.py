@@ -30,12 +30,13 @@ def raw_sdv(train, seed: int) -> tuple[float, float, dict[str, float]]:
     from sdv.single_table import GaussianCopulaSynthesizer
 
     started = time.perf_counter()
-    metadata = Metadata.detect_from_dataframe(train, table_name="adult")
+    # SDV 2.0: metadata from {table: frame}; single-table fit/sample take plain frames.
+    metadata = Metadata.detect_from_dataframes({"adult": train})
     synthesizer = GaussianCopulaSynthesizer(metadata)
     fit_started = time.perf_counter()
-    synthesizer.fit(train)
+    synthesizer.fit({"adult": train})
     fit_s = time.perf_counter() - fit_started
-    synthetic = synthesizer.sample(len(train))
+    synthetic = synthesizer.sample(num_rows=len(train))["adult"]
     report = QualityReport()
     report.generate(train, synthetic, metadata.to_dict()["tables"]["adult"], verbose=False)
     total = time.perf_counter() - started

@@ -222,7 +222,7 @@ def _load_analysis(store: ArtifactStore) -> TableAnalysis:
 def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
     """Analyse the source, choose and train the generator, store the model."""
     from tabular_runner.analysis import analyze
-    from tabular_runner.constraints import check_constraints
+    from tabular_runner.constraints import check_constraints, merge_combinations
     from tabular_runner.generators import check_params, create_synthesizer, resolve_auto
     from tabular_runner.generators.base import FitContext
     from tabular_runner.generators.device import cuda_available
@@ -276,20 +276,27 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     check_params(generator)
 
     synthesizer = create_synthesizer(generator, spec.privacy)
+    # Fixed combinations are modelled as one joint column (see constraints.merge_combinations).
+    model_frame, combos = merge_combinations(train, spec.constraints)
+    folded = {c for combo in combos for c in combo.columns}
+
+    def kind(name: str) -> list[str]:
+        return [c for c in analysis.columns_of_kind(name) if c not in folded]
+
     fit_context = FitContext(
         seed=spec.seed,
         use_gpu=use_gpu,
         epsilon=spec.privacy.epsilon if spec.privacy else None,
         delta=spec.privacy.delta if spec.privacy else None,
-        categorical_columns=analysis.columns_of_kind("categorical"),
-        numerical_columns=analysis.columns_of_kind("numeric"),
-        datetime_columns=analysis.columns_of_kind("datetime"),
-        boolean_columns=analysis.columns_of_kind("boolean"),
+        categorical_columns=kind("categorical") + [combo.name for combo in combos],
+        numerical_columns=kind("numeric"),
+        datetime_columns=kind("datetime"),
+        boolean_columns=kind("boolean"),
         progress=lambda done, total, msg: ctx.progress("train", done, total, msg),
     )
     ctx.progress("train", 2, 3, f"training {generator.type.value}")
     fit_started = ctx.clock()
-    synthesizer.fit(train, fit_context)
+    synthesizer.fit(model_frame, fit_context)
     training_s = ctx.clock() - fit_started
 
     with tempfile.TemporaryDirectory(prefix="aumos-train-") as tmp:
@@ -310,6 +317,7 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
         "rowsHoldout": len(holdout_idx),
         "rowsTarget": target_rows(spec, len(frame)),
         "modelledColumns": list(train.columns),
+        "combinations": [combo.to_dict() for combo in combos],
         "trainingTimeS": round(training_s, 3),
         "stageTimeS": round(ctx.clock() - started, 3),
         "modelUri": f"{store.uri.rstrip('/')}/model.pkl",
@@ -324,7 +332,7 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
 
 def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
     """Sample the trained model, restore identifiers and PII as fakes, enforce constraints."""
-    from tabular_runner.constraints import enforce
+    from tabular_runner.constraints import Combination, enforce, split_combinations
     from tabular_runner.generators import load_synthesizer
     from tabular_runner.pii import regenerate_sensitive
     from tabular_runner.storage.tables import write_table
@@ -340,6 +348,8 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         synthesizer = load_synthesizer(model_path)
     real = _read_source(job, ctx)
 
+    combos = [Combination.from_dict(c) for c in train_result.get("combinations", [])]
+    modelled = list(train_result["modelledColumns"])
     drawn = {"calls": 0, "rows": 0}
 
     def draw(n: int) -> pd.DataFrame:
@@ -348,6 +358,8 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         drawn["calls"] += 1
         seed = spec.seed + drawn["calls"]
         sampled = synthesizer.sample(n, seed=seed)
+        if combos:
+            sampled = split_combinations(sampled, combos, modelled)
         batch = regenerate_sensitive(sampled, analysis, real, seed=seed, id_start=drawn["rows"])
         drawn["rows"] += n
         return batch

@@ -383,3 +383,24 @@ def test_report_shape(penguins: pd.DataFrame) -> None:
     assert data["rows"] == 100
     assert data["totalRejected"] == data["rowsRejected"] == data["constraints"][1]["rejected"]
     assert data["totalRepaired"] == data["constraints"][0]["repaired"] > 0
+
+
+@pytest.mark.unit
+def test_fixed_combinations_round_trip_through_one_joint_column(adult: pd.DataFrame) -> None:
+    # Setup: real Adult rows, with a null in one component
+    from tabular_runner.constraints import merge_combinations, split_combinations
+    from tabular_runner.spec import FixedCombinationsConstraint
+
+    frame = adult.head(200).copy()
+    frame.loc[frame.index[0], "workclass"] = None
+    constraint = FixedCombinationsConstraint(type="fixedCombinations",
+                                             columns=["education", "education-num", "workclass"])
+
+    # Run
+    merged, combos = merge_combinations(frame, [constraint])
+    restored = split_combinations(merged, combos, list(frame.columns))
+
+    # Assert
+    assert [c.columns for c in combos] == [("education", "education-num", "workclass")]
+    assert "education" not in merged.columns and combos[0].name in merged.columns
+    pd.testing.assert_frame_equal(restored, frame)
