@@ -31,7 +31,9 @@ def data_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return nf.write_tables(folder, nf.sample_tables(days=2, extra_airports=60))
 
 
-def _job(generator: str, scale: float = 1.0, privacy: bool = True, name: str = "nycflights13") -> SynthesisJob:
+def _job(
+    generator: str, scale: float = 1.0, privacy: bool = True, name: str = "nycflights13"
+) -> SynthesisJob:
     return SynthesisJob.model_validate(
         {
             "metadata": {"name": "flights-synth"},
@@ -118,8 +120,13 @@ def test_three_level_chain_with_scale(data_paths: dict[str, Path], tmp_path: Pat
     # Setup: airports → weather → flights (composite), the deep shape HMA refuses.
     relationships = [
         {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"},
-        {"parent": "weather", "parentKey": ["origin", "time_hour"], "child": "flights",
-         "childKey": ["origin", "time_hour"], "onOrphans": "drop"},
+        {
+            "parent": "weather",
+            "parentKey": ["origin", "time_hour"],
+            "child": "flights",
+            "childKey": ["origin", "time_hour"],
+            "onOrphans": "drop",
+        },
     ]
     document = nf.schema_document(data_paths, name="chain", relationships=relationships)
     schema = MultiTableSchema.model_validate(document)
@@ -127,7 +134,9 @@ def test_three_level_chain_with_scale(data_paths: dict[str, Path], tmp_path: Pat
 
     # Run
     report = run_multitable(
-        schema, _job("gaussian_copula", scale=0.5, privacy=False, name="chain"), store,
+        schema,
+        _job("gaussian_copula", scale=0.5, privacy=False, name="chain"),
+        store,
         StageContext(base_dir=tmp_path),
     )
 
@@ -141,21 +150,32 @@ def test_three_level_chain_with_scale(data_paths: dict[str, Path], tmp_path: Pat
     assert report["tables"]["weather"]["privacy"]["computed"] is False
     # flights per weather hour depend on the hour of day: the model conditions on it
     details = {c["relationship"]: c for c in report["strategyDetails"]["cardinality"]}
-    assert details["flights.(origin,time_hour)->weather.(origin,time_hour)"]["conditionedOn"] == "hour"
+    assert (
+        details["flights.(origin,time_hour)->weather.(origin,time_hour)"]["conditionedOn"] == "hour"
+    )
 
 
-def test_orphans_without_an_option_are_a_clear_error(data_paths: dict[str, Path], tmp_path: Path) -> None:
+def test_orphans_without_an_option_are_a_clear_error(
+    data_paths: dict[str, Path], tmp_path: Path
+) -> None:
     # Setup: flights.dest has real orphans (BQN, SJU, ...) and onOrphans defaults to error.
     relationships = [
         {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "origin"},
         {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "dest"},
     ]
     paths = {t: data_paths[t] for t in ("airports", "flights")}
-    schema = MultiTableSchema.model_validate(nf.schema_document(paths, name="o", relationships=relationships))
+    schema = MultiTableSchema.model_validate(
+        nf.schema_document(paths, name="o", relationships=relationships)
+    )
 
     # Run
     with pytest.raises(UserInputError) as caught:
-        run_multitable(schema, _job("auto", name="o"), LocalStore(tmp_path / "out"), StageContext(base_dir=tmp_path))
+        run_multitable(
+            schema,
+            _job("auto", name="o"),
+            LocalStore(tmp_path / "out"),
+            StageContext(base_dir=tmp_path),
+        )
 
     # Assert
     assert caught.value.field == "spec.relationships[1].onOrphans"
@@ -170,14 +190,19 @@ def test_hma_on_a_schema_it_fits(data_paths: dict[str, Path], tmp_path: Path) ->
     weather_path = tmp_path / "weather.csv"
     weather.to_csv(weather_path, index=False)
     paths = {"airports": data_paths["airports"], "weather": weather_path}
-    relationships = [{"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"}]
+    relationships = [
+        {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"}
+    ]
     document = nf.schema_document(paths, name="hma", relationships=relationships)
     document["spec"]["tables"][1].pop("primaryKey")
     schema = MultiTableSchema.model_validate(document)
 
     # Run
     report = run_multitable(
-        schema, _job("auto", privacy=False, name="hma"), LocalStore(tmp_path / "out"), StageContext(base_dir=tmp_path)
+        schema,
+        _job("auto", privacy=False, name="hma"),
+        LocalStore(tmp_path / "out"),
+        StageContext(base_dir=tmp_path),
     )
 
     # Assert

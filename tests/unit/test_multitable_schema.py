@@ -40,7 +40,13 @@ def _spec(tables: list[Any], relationships: list[dict[str, Any]]) -> MultiTableS
 
 
 def _rel(parent: str, child: str, pk: Any = "id", fk: Any = None, **extra: Any) -> dict[str, Any]:
-    return {"parent": parent, "parentKey": pk, "child": child, "childKey": fk or f"{parent}_id", **extra}
+    return {
+        "parent": parent,
+        "parentKey": pk,
+        "child": child,
+        "childKey": fk or f"{parent}_id",
+        **extra,
+    }
 
 
 CHAIN = _spec(
@@ -110,7 +116,11 @@ def test_disconnected_tables_are_refused_with_the_groups() -> None:
 @pytest.mark.parametrize(
     ("relationship", "field", "words"),
     [
-        (_rel("a", "b", pk=["x", "y"], fk="x"), "spec.relationships[0].childKey", "parentKey has 2"),
+        (
+            _rel("a", "b", pk=["x", "y"], fk="x"),
+            "spec.relationships[0].childKey",
+            "parentKey has 2",
+        ),
         (_rel("a", "b", pk="id", fk=["x", "x"]), "spec.relationships[0].childKey", "parentKey"),
         (_rel("a", "b", pk="nope"), "spec.relationships[0].parentKey", "not among the declared"),
     ],
@@ -119,7 +129,11 @@ def test_disconnected_tables_are_refused_with_the_groups() -> None:
 def test_bad_keys_name_the_field(relationship: dict[str, Any], field: str, words: str) -> None:
     # Setup
     tables = [
-        {"name": "a", "source": {"uri": "file://a.csv"}, "columns": [{"name": "id"}, {"name": "x"}, {"name": "y"}]},
+        {
+            "name": "a",
+            "source": {"uri": "file://a.csv"},
+            "columns": [{"name": "id"}, {"name": "x"}, {"name": "y"}],
+        },
         "b",
     ]
     spec = _spec(tables, [relationship])
@@ -149,7 +163,12 @@ def test_unknown_table_is_refused_by_the_spec() -> None:
 )
 def test_check_keys_on_data(parent: pd.DataFrame, words: str) -> None:
     # Setup
-    graph = build_graph(_spec([{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"], [_rel("a", "b")]))
+    graph = build_graph(
+        _spec(
+            [{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"],
+            [_rel("a", "b")],
+        )
+    )
     frames = {"a": parent, "b": pd.DataFrame({"a_id": [1, 2]})}
 
     # Run
@@ -168,13 +187,23 @@ COMPOSITE = build_graph(
     _spec(
         [
             {"name": "airports", "source": {"uri": "file://a.csv"}, "primaryKey": "faa"},
-            {"name": "weather", "source": {"uri": "file://w.csv"}, "primaryKey": ["origin", "time_hour"]},
+            {
+                "name": "weather",
+                "source": {"uri": "file://w.csv"},
+                "primaryKey": ["origin", "time_hour"],
+            },
             "flights",
         ],
         [
             _rel("airports", "weather", pk="faa", fk="origin"),
             _rel("airports", "flights", pk="faa", fk="origin"),
-            _rel("weather", "flights", pk=["origin", "time_hour"], fk=["origin", "time_hour"], onOrphans="null"),
+            _rel(
+                "weather",
+                "flights",
+                pk=["origin", "time_hour"],
+                fk=["origin", "time_hour"],
+                onOrphans="null",
+            ),
             _rel("airports", "flights", pk="faa", fk="dest", onOrphans="drop"),
         ],
     )
@@ -184,12 +213,21 @@ COMPOSITE = build_graph(
 def _flights_frames() -> dict[str, pd.DataFrame]:
     airports = pd.DataFrame({"faa": ["JFK", "LGA", "ATL"]})
     weather = pd.DataFrame(
-        {"origin": ["JFK", "JFK", "LGA"], "time_hour": ["2013-01-01T06:00:00Z", "2013-01-01T07:00:00Z", "2013-01-01T06:00:00Z"]}
+        {
+            "origin": ["JFK", "JFK", "LGA"],
+            "time_hour": ["2013-01-01T06:00:00Z", "2013-01-01T07:00:00Z", "2013-01-01T06:00:00Z"],
+        }
     )
     flights = pd.DataFrame(
         {
             "origin": ["JFK", "JFK", "LGA", "LGA", "JFK"],
-            "time_hour": ["2013-01-01 06:00:00", "2013-01-01T07:00:00Z", "2013-01-01T09:00:00Z", "2013-01-01T06:00:00Z", None],
+            "time_hour": [
+                "2013-01-01 06:00:00",
+                "2013-01-01T07:00:00Z",
+                "2013-01-01T09:00:00Z",
+                "2013-01-01T06:00:00Z",
+                None,
+            ],
             "dest": ["ATL", "SJU", "ATL", "LGA", "ATL"],
         }
     )
@@ -233,11 +271,25 @@ def test_orphans_are_dropped_or_nulled(on_orphans: str, rows: int, dest_nulls: i
     spec = COMPOSITE.relations
     graph = build_graph(
         _spec(
-            [{"name": "airports", "source": {"uri": "file://a.csv"}, "primaryKey": "faa"},
-             {"name": "weather", "source": {"uri": "file://w.csv"}, "primaryKey": ["origin", "time_hour"]},
-             "flights"],
-            [_rel(r.parent, r.child, pk=list(r.parent_key), fk=list(r.child_key),
-                  onOrphans=on_orphans if r.child_key == ("dest",) else r.on_orphans) for r in spec],
+            [
+                {"name": "airports", "source": {"uri": "file://a.csv"}, "primaryKey": "faa"},
+                {
+                    "name": "weather",
+                    "source": {"uri": "file://w.csv"},
+                    "primaryKey": ["origin", "time_hour"],
+                },
+                "flights",
+            ],
+            [
+                _rel(
+                    r.parent,
+                    r.child,
+                    pk=list(r.parent_key),
+                    fk=list(r.child_key),
+                    onOrphans=on_orphans if r.child_key == ("dest",) else r.on_orphans,
+                )
+                for r in spec
+            ],
         )
     )
 
@@ -257,7 +309,12 @@ def test_orphans_are_dropped_or_nulled(on_orphans: str, rows: int, dest_nulls: i
 
 def test_orphans_error_names_the_relationship_and_count() -> None:
     # Setup
-    graph = build_graph(_spec([{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"], [_rel("a", "b")]))
+    graph = build_graph(
+        _spec(
+            [{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"],
+            [_rel("a", "b")],
+        )
+    )
     frames = {"a": pd.DataFrame({"id": [1, 2]}), "b": pd.DataFrame({"a_id": [1, 7, 7, 8, None]})}
 
     # Run
@@ -271,7 +328,11 @@ def test_orphans_error_names_the_relationship_and_count() -> None:
 
 
 def test_primary_key_duplicates_counted() -> None:
-    frames = {"airports": pd.DataFrame({"faa": ["A", "A", None]}), "weather": pd.DataFrame({"origin": ["A"], "time_hour": [1]}), "flights": pd.DataFrame()}
+    frames = {
+        "airports": pd.DataFrame({"faa": ["A", "A", None]}),
+        "weather": pd.DataFrame({"origin": ["A"], "time_hour": [1]}),
+        "flights": pd.DataFrame(),
+    }
     assert primary_key_duplicates(frames, COMPOSITE) == {"airports": 2, "weather": 0}
 
 
@@ -289,7 +350,9 @@ def test_make_unique_moves_colliding_hours_to_free_slots() -> None:
     assert moved == 2
     assert not out.duplicated(["origin", "time_hour"]).any()
     assert sorted(out.loc[out.origin == "JFK", "time_hour"]) == [
-        "2013-01-01T06:00:00Z", "2013-01-01T07:00:00Z", "2013-01-01T08:00:00Z"
+        "2013-01-01T06:00:00Z",
+        "2013-01-01T07:00:00Z",
+        "2013-01-01T08:00:00Z",
     ]
 
 
@@ -359,7 +422,12 @@ def test_primary_relation_prefers_the_composite_key() -> None:
 )
 def test_choose_strategy(generator: str, graph: str, rows: int, strategy: str) -> None:
     # Setup
-    small = build_graph(_spec([{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"], [_rel("a", "b")]))
+    small = build_graph(
+        _spec(
+            [{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"],
+            [_rel("a", "b")],
+        )
+    )
     chosen_graph = small if graph == "small" else build_graph(CHAIN)
 
     # Run

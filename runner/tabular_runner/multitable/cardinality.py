@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabular_runner.multitable.integrity import key_strings
 from tabular_runner.multitable.graph import Key
+from tabular_runner.multitable.integrity import key_strings
+
+Array = np.ndarray[Any, Any]
+"""A numpy array (dtypes are checked at run time, not by mypy)."""
 
 NUMERIC_BINS = 8
 MIN_GROUP_PARENTS = 10
@@ -35,14 +38,14 @@ MISSING = "__missing__"
 
 def children_per_parent(
     parent: pd.DataFrame, parent_key: Key, child: pd.DataFrame, child_key: Key
-) -> np.ndarray[Any, np.dtype[np.int64]]:
+) -> Array:
     """Children of every parent row, in the parent's row order (0 for childless parents)."""
     counts = key_strings(child, child_key).dropna().value_counts()
     keys = key_strings(parent, parent_key)
     return keys.map(counts).fillna(0).to_numpy(dtype=np.int64)
 
 
-def shape_similarity(real_counts: np.ndarray[Any, Any], synthetic_counts: np.ndarray[Any, Any]) -> float | None:
+def shape_similarity(real_counts: Array, synthetic_counts: Array) -> float | None:
     """1 − KS statistic of two children-per-parent samples (SDMetrics' definition)."""
     if len(real_counts) == 0 or len(synthetic_counts) == 0:
         return None
@@ -52,9 +55,7 @@ def shape_similarity(real_counts: np.ndarray[Any, Any], synthetic_counts: np.nda
     return round(1.0 - statistic, 6)
 
 
-def _stratified(
-    pool: np.ndarray[Any, np.dtype[np.int64]], n: int, rng: np.random.Generator
-) -> np.ndarray[Any, np.dtype[np.int64]]:
+def _stratified(pool: Array, n: int, rng: np.random.Generator) -> Array:
     """``n`` draws from ``pool`` that reproduce it as closely as ``n`` allows.
 
     Whole copies of the pool, then a draw *without* replacement for the remainder, in random
@@ -63,7 +64,8 @@ def _stratified(
     """
     copies, remainder = divmod(n, len(pool))
     parts = [np.tile(pool, copies), rng.choice(pool, size=remainder, replace=False)]
-    return rng.permutation(np.concatenate(parts)).astype(np.int64)
+    drawn: Array = rng.permutation(np.concatenate(parts)).astype(np.int64)
+    return drawn
 
 
 @dataclass
@@ -76,7 +78,9 @@ class _Grouping:
     def assign(self, values: pd.Series) -> pd.Series:
         if self.kind == "numeric":
             numeric = pd.to_numeric(values, errors="coerce")
-            bins = np.searchsorted(np.asarray(self.edges), numeric.to_numpy(dtype=float), side="right")
+            bins = np.searchsorted(
+                np.asarray(self.edges), numeric.to_numpy(dtype=float), side="right"
+            )
             labels = pd.Series(bins.astype(str), index=values.index)
             return labels.where(numeric.notna(), MISSING)
         text = values.astype("string").fillna(MISSING)
@@ -90,7 +94,9 @@ def _grouping(values: pd.Series) -> _Grouping | None:
     if non_null.empty:
         return None
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        quantiles = np.unique(np.quantile(non_null.to_numpy(dtype=float), np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1]))
+        quantiles = np.unique(
+            np.quantile(non_null.to_numpy(dtype=float), np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1])
+        )
         if len(quantiles) == 0:
             return None
         return _Grouping(name, "numeric", edges=[float(q) for q in quantiles])
@@ -101,7 +107,7 @@ def _grouping(values: pd.Series) -> _Grouping | None:
     return _Grouping(name, "categorical", categories=[str(c) for c in common.index])
 
 
-def _eta_squared(counts: np.ndarray[Any, Any], groups: pd.Series) -> float:
+def _eta_squared(counts: Array, groups: pd.Series) -> float:
     total = float(np.var(counts))
     if total == 0.0:
         return 0.0
@@ -116,10 +122,10 @@ class CardinalityModel:
     """Empirical children-per-parent distribution of one relationship, maybe per group."""
 
     relation: str
-    counts: np.ndarray[Any, np.dtype[np.int64]]
+    counts: Array
     null_share: float = 0.0
     grouping: _Grouping | None = None
-    by_group: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = field(default_factory=dict)
+    by_group: dict[str, Array] = field(default_factory=dict)
     eta_squared: float = 0.0
 
     @classmethod
@@ -163,20 +169,19 @@ class CardinalityModel:
             eta, grouping, groups = best
             model.grouping = grouping
             model.eta_squared = round(eta, 6)
-            model.by_group = {
-                str(g): counts[(groups == g).to_numpy()] for g in groups.unique()
-            }
+            model.by_group = {str(g): counts[(groups == g).to_numpy()] for g in groups.unique()}
         return model
 
-    def sample(self, parent: pd.DataFrame, rng: np.random.Generator) -> np.ndarray[Any, np.dtype[np.int64]]:
+    def sample(self, parent: pd.DataFrame, rng: np.random.Generator) -> Array:
         """Draw a child count for every row of a (synthetic) parent table."""
         n = len(parent)
         if len(self.counts) == 0:
-            return np.zeros(n, dtype=np.int64)
+            zeros: Array = np.zeros(n, dtype=np.int64)
+            return zeros
         if self.grouping is None or self.grouping.column not in parent.columns:
             return _stratified(self.counts, n, rng)
         groups = self.grouping.assign(parent[self.grouping.column].reset_index(drop=True))
-        out = np.empty(n, dtype=np.int64)
+        out: Array = np.empty(n, dtype=np.int64)
         for group, where in groups.groupby(groups).groups.items():
             pool = self.by_group.get(str(group), self.counts)
             positions = np.asarray(where, dtype=np.int64)
@@ -189,7 +194,9 @@ class CardinalityModel:
             "relationship": self.relation,
             "meanChildren": round(float(self.counts.mean()), 4) if len(self.counts) else 0.0,
             "maxChildren": int(self.counts.max()) if len(self.counts) else 0,
-            "childlessShare": round(float((self.counts == 0).mean()), 4) if len(self.counts) else 0.0,
+            "childlessShare": round(float((self.counts == 0).mean()), 4)
+            if len(self.counts)
+            else 0.0,
             "nullReferenceShare": round(self.null_share, 6),
             "conditionedOn": self.grouping.column if self.grouping else None,
             "etaSquared": self.eta_squared,

@@ -100,7 +100,9 @@ def foreign_key_violations(
     return [check_relation(frames, rel) for rel in graph.relations]
 
 
-def primary_key_duplicates(frames: Mapping[str, pd.DataFrame], graph: SchemaGraph) -> dict[str, int]:
+def primary_key_duplicates(
+    frames: Mapping[str, pd.DataFrame], graph: SchemaGraph
+) -> dict[str, int]:
     """Rows whose primary key repeats an earlier row's (or is missing), per keyed table."""
     out: dict[str, int] = {}
     for table, key in graph.primary_keys.items():
@@ -137,9 +139,7 @@ def columns_to_null(rel: Relation, graph: SchemaGraph) -> list[str]:
     which also points at ``airports``) are kept when possible: blanking them would break a
     valid reference.
     """
-    shared = {
-        c for other in graph.parents_of(rel.child) if other != rel for c in other.child_key
-    }
+    shared = {c for other in graph.parents_of(rel.child) if other != rel for c in other.child_key}
     own = [c for c in rel.child_key if c not in shared]
     return own or list(rel.child_key)
 

@@ -13,10 +13,15 @@ which keeps the column's distribution nearly unchanged. Text columns get a ``~n`
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
 from tabular_runner.pii import fake_values
+
+Array = np.ndarray[Any, Any]
+"""A numpy array (dtypes are checked at run time, not by mypy)."""
 
 
 def fresh_identifiers(real: pd.Series, n: int, seed: int) -> pd.Series:
@@ -24,7 +29,7 @@ def fresh_identifiers(real: pd.Series, n: int, seed: int) -> pd.Series:
     return fake_values("id", n, seed=seed, real=real.dropna())
 
 
-def _grid_step(values: np.ndarray[object, np.dtype[np.float64]]) -> float:
+def _grid_step(values: Array) -> float:
     distinct = np.unique(values[~np.isnan(values)])
     if len(distinct) < 2:
         return 1.0
@@ -33,7 +38,11 @@ def _grid_step(values: np.ndarray[object, np.dtype[np.float64]]) -> float:
     return float(positive.min()) if len(positive) else 1.0
 
 
-def _spread(values: np.ndarray[object, np.dtype[np.float64]], groups: np.ndarray[object, np.dtype[np.object_]], step: float) -> np.ndarray[object, np.dtype[np.float64]]:
+def _spread(
+    values: Array,
+    groups: Array,
+    step: float,
+) -> Array:
     """Within each group, move repeated values up to the next free multiple of ``step``."""
     out = values.copy()
     frame = pd.DataFrame({"v": values, "g": groups})
@@ -48,10 +57,11 @@ def _spread(values: np.ndarray[object, np.dtype[np.float64]], groups: np.ndarray
 
 
 def _datetime_text_format(real: pd.Series) -> str:
-    sample = real.dropna().astype(str).head(20)
-    if len(sample) and sample.str.endswith("Z").all():
-        return "%Y-%m-%dT%H:%M:%SZ" if sample.str.contains("T").all() else "%Y-%m-%d %H:%M:%SZ"
-    if len(sample) and sample.str.contains("T").all():
+    sample = [str(v) for v in real.dropna().head(20)]
+    with_t = bool(sample) and all("T" in v for v in sample)
+    if sample and all(v.endswith("Z") for v in sample):
+        return "%Y-%m-%dT%H:%M:%SZ" if with_t else "%Y-%m-%d %H:%M:%SZ"
+    if with_t:
         return "%Y-%m-%dT%H:%M:%S"
     return "%Y-%m-%d %H:%M:%S"
 
@@ -112,8 +122,8 @@ def make_unique(
         out[column] = pd.Series(moved).astype(values.dtype) if not np.isnan(moved).any() else moved
         changed = int((moved != numeric).sum())
     else:
-        text = values.astype(str)
-        rank = frame.groupby([*fixed, column], dropna=False).cumcount()
-        out[column] = text.where(rank == 0, text + "~" + rank.astype(str))
+        rank = frame.groupby([*fixed, column], dropna=False).cumcount().to_numpy()
+        text = [str(v) for v in values]
+        out[column] = [t if r == 0 else f"{t}~{r}" for t, r in zip(text, rank, strict=True)]
         changed = int((rank > 0).sum())
     return out, changed

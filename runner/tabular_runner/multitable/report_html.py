@@ -43,7 +43,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell if isinstance(cell, _Raw) else _fmt(cell)}</td>" for cell in row) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{cell if isinstance(cell, _Raw) else _fmt(cell)}</td>" for cell in row)
+        + "</tr>"
         for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -54,7 +56,9 @@ class _Raw(str):
 
 
 def _verdict(count: int) -> _Raw:
-    return _Raw(f'<span class="ok">{count}</span>' if count == 0 else f'<span class="bad">{count}</span>')
+    return _Raw(
+        f'<span class="ok">{count}</span>' if count == 0 else f'<span class="bad">{count}</span>'
+    )
 
 
 def _cardinality_plot(name: str, real: Any, synthetic: Any) -> str:
@@ -95,32 +99,71 @@ def render_multitable(
     Returns:
         The page.
     """
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_fmt(report.get('job'))}"
-             f"</title><style>{_STYLE}</style></head><body>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_fmt(report.get('job'))}"
+        f"</title><style>{_STYLE}</style></head><body>"
+    ]
     parts.append(f"<h1>Synthetic database: {_fmt(report.get('job'))}</h1>")
-    parts.append(f"<p>Schema <b>{_fmt(report.get('schema'))}</b>; strategy <b>{_fmt(report.get('strategy'))}</b>"
-                 f" — {_fmt(report.get('strategyReason'))}</p>")
+    parts.append(
+        f"<p>Schema <b>{_fmt(report.get('schema'))}</b>; "
+        f"strategy <b>{_fmt(report.get('strategy'))}</b>"
+        f" — {_fmt(report.get('strategyReason'))}</p>"
+    )
     gate = report.get("gate") or {}
-    parts.append(_table(
-        ["Fidelity (SDMetrics multi-table)", "Diagnostic", "Cardinality shape", "Max privacy risk", "Max DCR share", "Gate"],
-        [[report.get("fidelityScore"), report.get("diagnosticScore"), report.get("cardinalityShapeSimilarity"),
-          report.get("privacyRisk"), report.get("dcrShare"), "passed" if gate.get("passed", True) else "FAILED"]],
-    ))
+    parts.append(
+        _table(
+            [
+                "Fidelity (SDMetrics multi-table)",
+                "Diagnostic",
+                "Cardinality shape",
+                "Max privacy risk",
+                "Max DCR share",
+                "Gate",
+            ],
+            [
+                [
+                    report.get("fidelityScore"),
+                    report.get("diagnosticScore"),
+                    report.get("cardinalityShapeSimilarity"),
+                    report.get("privacyRisk"),
+                    report.get("dcrShare"),
+                    "passed" if gate.get("passed", True) else "FAILED",
+                ]
+            ],
+        )
+    )
 
     parts.append("<h2>Keys</h2>")
     checks = report.get("foreignKeyChecks") or []
-    parts.append(_table(
-        ["Relationship", "Child rows", "References", "Violations"],
-        [[c["relationship"], c["childRows"], c["references"], _verdict(int(c["violations"]))] for c in checks],
-    ))
+    parts.append(
+        _table(
+            ["Relationship", "Child rows", "References", "Violations"],
+            [
+                [c["relationship"], c["childRows"], c["references"], _verdict(int(c["violations"]))]
+                for c in checks
+            ],
+        )
+    )
     duplicates = report.get("primaryKeyDuplicates") or {}
     if duplicates:
-        parts.append(_table(["Table", "Duplicate primary keys"], [[t, _verdict(int(n))] for t, n in duplicates.items()]))
+        parts.append(
+            _table(
+                ["Table", "Duplicate primary keys"],
+                [[t, _verdict(int(n))] for t, n in duplicates.items()],
+            )
+        )
     orphans = report.get("orphans") or []
     if orphans:
         parts.append("<h3>Orphans in the real data</h3>")
-        parts.append(_table(["Relationship", "Orphan rows", "Missing keys", "Action"],
-                            [[o["relationship"], o["orphanRows"], o["distinctMissingKeys"], o["action"]] for o in orphans]))
+        parts.append(
+            _table(
+                ["Relationship", "Orphan rows", "Missing keys", "Action"],
+                [
+                    [o["relationship"], o["orphanRows"], o["distinctMissingKeys"], o["action"]]
+                    for o in orphans
+                ],
+            )
+        )
 
     parts.append("<h2>Tables</h2>")
     rows = []
@@ -128,11 +171,33 @@ def render_multitable(
     generated = report.get("rowsGenerated") or {}
     for table, entry in (report.get("tables") or {}).items():
         privacy = entry.get("privacy") or {}
-        rows.append([table, source.get(table), generated.get(table), entry.get("fidelityScore"),
-                     entry.get("diagnosticScore"), privacy.get("maxRisk"), privacy.get("dcrShare"),
-                     privacy.get("reason") or ""])
-    parts.append(_table(["Table", "Real rows", "Synthetic rows", "Quality", "Diagnostic", "Max privacy risk",
-                         "DCR share", "Note"], rows))
+        rows.append(
+            [
+                table,
+                source.get(table),
+                generated.get(table),
+                entry.get("fidelityScore"),
+                entry.get("diagnosticScore"),
+                privacy.get("maxRisk"),
+                privacy.get("dcrShare"),
+                privacy.get("reason") or "",
+            ]
+        )
+    parts.append(
+        _table(
+            [
+                "Table",
+                "Real rows",
+                "Synthetic rows",
+                "Quality",
+                "Diagnostic",
+                "Max privacy risk",
+                "DCR share",
+                "Note",
+            ],
+            rows,
+        )
+    )
 
     sdm = report.get("sdmetrics") or {}
     props = []
@@ -147,13 +212,35 @@ def render_multitable(
 
     parts.append("<h2>Children per parent</h2>")
     card = {c["relationship"]: c for c in report.get("cardinality") or []}
-    parts.append(_table(["Relationship", "Shape similarity", "Mean (real)", "Mean (synthetic)", "Max (real)", "Max (synthetic)"],
-                        [[n, c["shapeSimilarity"], c["realMeanChildren"], c["syntheticMeanChildren"],
-                          c["realMaxChildren"], c["syntheticMaxChildren"]] for n, c in card.items()]))
+    parts.append(
+        _table(
+            [
+                "Relationship",
+                "Shape similarity",
+                "Mean (real)",
+                "Mean (synthetic)",
+                "Max (real)",
+                "Max (synthetic)",
+            ],
+            [
+                [
+                    n,
+                    c["shapeSimilarity"],
+                    c["realMeanChildren"],
+                    c["syntheticMeanChildren"],
+                    c["realMaxChildren"],
+                    c["syntheticMaxChildren"],
+                ]
+                for n, c in card.items()
+            ],
+        )
+    )
     parts.append("<div class='plots'>")
     for rel in graph.relations[:MAX_PLOTS]:
         r = children_per_parent(real[rel.parent], rel.parent_key, real[rel.child], rel.child_key)
-        s = children_per_parent(synthetic[rel.parent], rel.parent_key, synthetic[rel.child], rel.child_key)
+        s = children_per_parent(
+            synthetic[rel.parent], rel.parent_key, synthetic[rel.child], rel.child_key
+        )
         image = _cardinality_plot(rel.name, r, s)
         parts.append(f"<img alt='{html.escape(rel.name)}' src='data:image/png;base64,{image}'>")
     parts.append("</div>")

@@ -21,7 +21,6 @@ Artifacts under the store's root::
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,7 +44,6 @@ from tabular_runner.multitable.strategies import (
 from tabular_runner.spec import (
     DataFormat,
     GeneratorSpec,
-    GeneratorType,
     MultiTableSchema,
     SynthesisJob,
 )
@@ -321,7 +319,9 @@ def _score(
             else table_analysis(real[table], {}, seed)
         )
         sdtypes[table] = analysis.sdtypes()
-        keys = graph.key_columns(table) | {c for r in graph.children_of(table) for c in r.parent_key}
+        keys = graph.key_columns(table) | {
+            c for r in graph.children_of(table) for c in r.parent_key
+        }
         scored = [c for c in analysis.modelled_columns if c not in keys]
         train_idx, holdout_idx = splits[table]
         train = real[table].iloc[train_idx]
@@ -401,4 +401,3 @@ def _score(
 
 
 __all__ = ["RunContext", "check_job", "load_tables", "run_multitable"]
-_ = GeneratorType  # re-exported type used in docs of choose_strategy

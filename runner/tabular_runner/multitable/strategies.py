@@ -46,6 +46,9 @@ from tabular_runner.multitable.integrity import check_relation, key_strings
 from tabular_runner.multitable.keys import fresh_identifiers, make_unique
 from tabular_runner.spec import DP_GENERATORS, GeneratorSpec, GeneratorType
 
+Array = np.ndarray[Any, Any]
+"""A numpy array (dtypes are checked at run time, not by mypy)."""
+
 HMA_MAX_TABLES = 5
 HMA_MAX_DEPTH = 2
 HMA_MAX_ROWS = 5_000
@@ -187,9 +190,7 @@ def choose_strategy(
     )
 
 
-def table_analysis(
-    frame: pd.DataFrame, hints: Mapping[str, str], seed: int
-) -> TableAnalysis:
+def table_analysis(frame: pd.DataFrame, hints: Mapping[str, str], seed: int) -> TableAnalysis:
     """Analyse a real table, then apply the schema's declared column sdtypes."""
     analysis = analyze(frame, seed=seed)
     for column in analysis.columns:
@@ -244,7 +245,7 @@ class IndependentStrategy:
     def fit(
         self,
         frames: Mapping[str, pd.DataFrame],
-        train_rows: Mapping[str, np.ndarray[Any, Any]],
+        train_rows: Mapping[str, Array],
         progress: Progress = _no_progress,
     ) -> None:
         """Train one model per table on its training rows; learn child counts on all rows."""
@@ -318,7 +319,7 @@ class IndependentStrategy:
         for done, table in enumerate(self.graph.order):
             progress(done, total, f"generating {table}")
             plan = self.plans[table]
-            counts: np.ndarray[Any, Any] | None = None
+            counts: Array | None = None
             n_null = 0
             if plan.primary is None:
                 n = max(1, round(scale * plan.real_rows))
@@ -346,7 +347,9 @@ class IndependentStrategy:
                     and (c.name in plan.modelled or c.sensitive)
                 ],
             )
-            frame = regenerate_sensitive(attributes, others, plan.real, seed=seed + 7919 * (done + 1))
+            frame = regenerate_sensitive(
+                attributes, others, plan.real, seed=seed + 7919 * (done + 1)
+            )
             assigned: set[str] = set()
             if plan.primary is not None and counts is not None:
                 frame = self._assign_primary(frame, plan.primary, out, counts, n_null)
@@ -369,7 +372,7 @@ class IndependentStrategy:
         frame: pd.DataFrame,
         rel: Relation,
         out: Mapping[str, pd.DataFrame],
-        counts: np.ndarray[Any, Any],
+        counts: Array,
         n_null: int,
     ) -> pd.DataFrame:
         parent = out[rel.parent]
@@ -445,10 +448,16 @@ class IndependentStrategy:
         key = list(self.graph.primary_keys.get(plan.name, ()))
         if not key:
             return frame
-        if len(key) == 1 and key[0] not in {c for r in self.graph.parents_of(plan.name) for c in r.child_key}:
+        if len(key) == 1 and key[0] not in {
+            c for r in self.graph.parents_of(plan.name) for c in r.child_key
+        }:
             frame[key[0]] = fresh_identifiers(plan.real[key[0]], len(frame), seed).to_numpy()
             return frame
-        fixed = [c for c in key if c in {c for r in self.graph.parents_of(plan.name) for c in r.child_key}]
+        fixed = [
+            c
+            for c in key
+            if c in {c for r in self.graph.parents_of(plan.name) for c in r.child_key}
+        ]
         datetimes = {c.name for c in plan.analysis.columns if c.kind == "datetime"}
         frame, moved = make_unique(frame, key, fixed, plan.real, datetimes)
         self.repairs.setdefault(plan.name, {})["primaryKeyValuesMoved"] = moved
@@ -475,7 +484,8 @@ class IndependentStrategy:
         self.repairs.setdefault(plan.name, {})["rowsDropped"] = dropped
         if dropped == len(frame) and len(frame) > 0:
             raise EngineError(f"every synthetic row of {plan.name!r} broke a key")
-        return frame.loc[~bad].reset_index(drop=True)
+        kept: pd.DataFrame = frame.loc[~bad].reset_index(drop=True)
+        return kept
 
     def details(self) -> dict[str, Any]:
         """What was learned, per table and relationship, for the report."""
@@ -491,14 +501,14 @@ class IndependentStrategy:
                 for name, plan in self.plans.items()
             },
             "cardinality": [
-                model.to_dict() for plan in self.plans.values() for model in plan.cardinality.values()
+                model.to_dict()
+                for plan in self.plans.values()
+                for model in plan.cardinality.values()
             ],
         }
 
 
-def _slots(
-    counts: np.ndarray[Any, Any], k: int, rng: np.random.Generator
-) -> np.ndarray[Any, np.dtype[np.int64]]:
+def _slots(counts: Array, k: int, rng: np.random.Generator) -> Array:
     """``k`` parent indices in which parent ``i`` appears about ``counts[i]`` times.
 
     Parent ``i`` gets ``counts[i]`` slots; ``k`` slots are dealt without replacement (whole
@@ -507,8 +517,11 @@ def _slots(
     """
     slots = np.repeat(np.arange(len(counts)), counts.astype(np.int64))
     copies, remainder = divmod(k, len(slots))
-    dealt = np.concatenate([np.tile(slots, copies), rng.choice(slots, size=remainder, replace=False)])
-    return rng.permutation(dealt).astype(np.int64)
+    dealt = np.concatenate(
+        [np.tile(slots, copies), rng.choice(slots, size=remainder, replace=False)]
+    )
+    order: Array = rng.permutation(dealt).astype(np.int64)
+    return order
 
 
 def _of_kind(analysis: TableAnalysis, kind: str, modelled: list[str]) -> list[str]:
@@ -521,7 +534,7 @@ def _all_distinct_text(values: pd.Series) -> bool:
     return bool(values.nunique() == len(values))
 
 
-def _typed(values: np.ndarray[Any, Any], like: pd.Series) -> pd.Series:
+def _typed(values: Array, like: pd.Series) -> pd.Series:
     """Key values with the parent column's dtype (nullable integers when some are missing)."""
     series = pd.Series(values, dtype=object)
     if pd.api.types.is_integer_dtype(like.dtype):
@@ -552,7 +565,11 @@ def sdv_metadata(
             if sdtype == "text":
                 continue  # keep SDV's own guess for free text
             kwargs: dict[str, Any] = {"sdtype": sdtype}
-            if sdtype == "datetime" and column.datetime_format and not pd.api.types.is_datetime64_any_dtype(frames[table][column.name].dtype):
+            if (
+                sdtype == "datetime"
+                and column.datetime_format
+                and not pd.api.types.is_datetime64_any_dtype(frames[table][column.name].dtype)
+            ):
                 kwargs["datetime_format"] = column.datetime_format
             try:
                 metadata.update_column(table_name=table, column_name=column.name, **kwargs)
@@ -586,7 +603,7 @@ class HmaStrategy:
     def fit(
         self,
         frames: Mapping[str, pd.DataFrame],
-        train_rows: Mapping[str, np.ndarray[Any, Any]],
+        train_rows: Mapping[str, Array],
         progress: Progress = _no_progress,
     ) -> None:
         """Fit HMA on all rows (it cannot hold out parent rows without orphaning children)."""
@@ -598,7 +615,8 @@ class HmaStrategy:
         progress(0, 1, "training hma")
         seed_everything(self.seed)
         analyses = {
-            t: table_analysis(frames[t], self.hints.get(t, {}), self.seed) for t in self.graph.tables
+            t: table_analysis(frames[t], self.hints.get(t, {}), self.seed)
+            for t in self.graph.tables
         }
         metadata = sdv_metadata(self.graph, frames, analyses)
         model = HMASynthesizer(metadata, verbose=False)
