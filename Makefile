@@ -33,10 +33,10 @@ bench-quality:   ## every generator's fit time and quality on UCI Adult, incl. a
 	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && $$V/bin/python benchmarks/bench_quality.py
 
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
-	@bash scripts/testenv/up.sh
+	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
 
 testenv-down:    ## stop everything testenv started
-	@bash scripts/testenv/down.sh
+	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/down.sh
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

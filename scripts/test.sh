@@ -6,6 +6,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$(bash scripts/venv.sh core)"
 export PATH="$venv/bin:$PATH"
+# The platform plugin (tests/platform) starts etcd, kube-apiserver, Postgres, Kafka and S3
+# on demand with this interpreter; see docs/testing.md.
+export AUMOS_PYTHON="$venv/bin/python"
 set +e
 "$venv/bin/python" -m pytest "$@"
 rc=$?
