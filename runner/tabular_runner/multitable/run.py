@@ -58,10 +58,15 @@ STAGE = "multitable"
 class RunContext(Protocol):
     """What ``run_multitable`` needs of the pipeline's ``StageContext`` (same fields)."""
 
-    base_dir: Path
-    s3: S3Settings | None
-    progress: Callable[[str, int, int, str], None]
-    clock: Callable[[], float]
+    # Read-only members, so any object with these attributes fits (a dataclass included).
+    @property
+    def base_dir(self) -> Path: ...
+    @property
+    def s3(self) -> S3Settings | None: ...
+    @property
+    def progress(self) -> Callable[[str, int, int, str], None]: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
