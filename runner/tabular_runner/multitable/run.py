@@ -60,13 +60,20 @@ class RunContext(Protocol):
 
     # Read-only members, so any object with these attributes fits (a dataclass included).
     @property
-    def base_dir(self) -> Path: ...
+    def base_dir(self) -> Path:
+        """Folder that relative ``file://`` uris resolve against."""
+
     @property
-    def s3(self) -> S3Settings | None: ...
+    def s3(self) -> S3Settings | None:
+        """S3 settings for ``s3://`` sources, if any."""
+
     @property
-    def progress(self) -> Callable[[str, int, int, str], None]: ...
+    def progress(self) -> Callable[[str, int, int, str], None]:
+        """``progress(stage, done, total, message)``."""
+
     @property
-    def clock(self) -> Callable[[], float]: ...
+    def clock(self) -> Callable[[], float]:
+        """Monotonic seconds."""
 
 
 def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
