@@ -285,3 +285,18 @@ def test_patectgan_stops_at_the_budget_not_after_it(dp_sample: pd.DataFrame) -> 
     # Assert: spent ε stays under the job's ε though the library alone would overshoot
     assert synthesizer.privacy.epsilon_spent <= privacy.epsilon
     assert synthesizer.library_accounting["votes"] >= 1
+
+
+def test_detected_primary_key_is_dropped_so_a_categorical_hint_stays_valid() -> None:
+    # Setup: an all-distinct text column that SDV would detect as the table's key
+    from tabular_runner.generators.sdv_adapter import TABLE, build_metadata
+
+    frame = pd.DataFrame({"carrier": [f"Airline {i}" for i in range(40)], "seats": range(40)})
+
+    # Run
+    metadata = build_metadata(frame, FitContext(categorical_columns=["carrier"]))
+
+    # Assert
+    assert metadata.tables[TABLE].primary_key is None
+    assert metadata.tables[TABLE].columns["carrier"]["sdtype"] == "categorical"
+    metadata.validate()

@@ -178,6 +178,11 @@ def build_metadata(data: pd.DataFrame, context: FitContext) -> Any:
     from sdv.metadata import Metadata
 
     metadata = Metadata.detect_from_dataframes({TABLE: data})
+    # Identifiers never reach the generator (the pipeline regenerates them as fakes), so a
+    # key SDV detects here is an ordinary near-unique column: keep it modelled as such, and
+    # let a categorical hint on it stay valid.
+    if metadata.tables[TABLE].primary_key is not None:
+        metadata.remove_primary_key(table_name=TABLE)
     hints: list[tuple[list[str], str]] = [
         (context.categorical_columns, "categorical"),
         (context.numerical_columns, "numerical"),
