@@ -475,16 +475,20 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
     if "epsilonSpent" in train_result:
         report["epsilonSpent"] = train_result["epsilonSpent"]
         report["privacyAccounting"] = train_result["privacyAccounting"]
-    validation_s = ctx.clock() - started
     report["timings"] = {
         "train": train_result["stageTimeS"],
         "training": train_result["trainingTimeS"],
         "generate": generate_result["stageTimeS"],
         "generation": generate_result["generationTimeS"],
-        "validate": round(validation_s, 3),
+        "fidelity": fid.seconds,
+        "privacy": priv.seconds if priv else 0.0,
     }
-    _put_json(store, "report.json", report)
+    html_started = ctx.clock()
     html = render(report, train[scored], synthetic[scored])
+    validation_s = ctx.clock() - started
+    report["timings"]["htmlReport"] = round(ctx.clock() - html_started, 3)
+    report["timings"]["validate"] = round(validation_s, 3)
+    _put_json(store, "report.json", report)
     store.put_bytes("report.html", html.encode(), "text/html")
     result: dict[str, Any] = {
         "stage": "validate",
