@@ -9,6 +9,14 @@ export PATH="$venv/bin:$PATH"
 # The platform plugin (tests/platform) starts etcd, kube-apiserver, Postgres, Kafka and S3
 # on demand with this interpreter; see docs/testing.md.
 export AUMOS_PYTHON="$venv/bin/python"
+# Build (once; cached) what the tiers need BEFORE pytest, so that a cold build on a fresh
+# machine — about 23 minutes for Kubernetes — never runs under a test's timeout.
+if [[ -z "${AUMOS_SKIP_BUILD:-}" ]]; then
+  "$venv/bin/python" -m tests.platform.testenv build \
+    || { echo "scripts/test.sh: building the test platform failed (logs above)" >&2; exit 1; }
+  bash scripts/venv.sh argn >/dev/null \
+    || { echo "scripts/test.sh: creating the argn engine environment failed" >&2; exit 1; }
+fi
 set +e
 "$venv/bin/python" -m pytest "$@"
 rc=$?
