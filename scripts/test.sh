@@ -6,6 +6,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$(bash scripts/venv.sh core)"
 export PATH="$venv/bin:$PATH"
+# This checkout's sources win over whichever checkout the shared environment's editable
+# install points at (several clones may share one cached environment).
+export PYTHONPATH="$root/runner:$root/operator${PYTHONPATH:+:$PYTHONPATH}"
 # The platform plugin (tests/platform) starts etcd, kube-apiserver, Postgres, Kafka and S3
 # on demand with this interpreter; see docs/testing.md.
 export AUMOS_PYTHON="$venv/bin/python"

@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -41,16 +41,8 @@ PiiKind = Literal[
     "street_address",
 ]
 
-COLUMN_KINDS: tuple[str, ...] = ("numeric", "categorical", "boolean", "datetime", "id", "text")
-PII_KINDS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "person_name",
-    "national_id",
-    "credit_card",
-    "ip_address",
-    "street_address",
-)
+COLUMN_KINDS: tuple[str, ...] = get_args(ColumnKind)
+PII_KINDS: tuple[str, ...] = get_args(PiiKind)
 
 # Share of sampled non-null values that must match a PII pattern: strict without support
 # from the column name, looser when the name agrees (``email``, ``phone``, ``ssn``...).

@@ -20,19 +20,10 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from tabular_runner.analysis import ID_UNIQUE_MIN, TableAnalysis, name_tokens
+from tabular_runner.analysis import ID_UNIQUE_MIN, PII_KINDS, TableAnalysis, name_tokens
 from tabular_runner.errors import EngineError
 
-FAKE_KINDS = (
-    "id",
-    "email",
-    "phone",
-    "person_name",
-    "national_id",
-    "credit_card",
-    "ip_address",
-    "street_address",
-)
+FAKE_KINDS = ("id", *PII_KINDS)
 # Rounds of drawing replacements for collisions (with the real set, or repeats) before
 # giving up; each round draws all that is still missing.
 MAX_DRAWS = 50
