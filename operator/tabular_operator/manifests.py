@@ -1,0 +1,224 @@
+"""Pure builders of the stage Jobs a SynthesisJob runs as (DESIGN §3).
+
+``build_stage_job(job, stage, settings) -> dict`` returns a ``batch/v1`` Job manifest and does
+no I/O, so the operator's handlers can create it idempotently (deterministic name
+``<job>-<stage>``, create-if-absent, 409 is success) and tests can table-check it.
+
+What every stage Job carries, and why:
+
+* an ownerReference to the SynthesisJob (``controller: true``), so deleting the job
+  garbage-collects its stages;
+* ``restartPolicy: Never`` with a ``podFailurePolicy`` that fails the Job at once on the
+  runner's permanent exit codes (2 bad input, 3 gate failed) and retries anything else
+  (OOM, preemption) within ``backoffLimit``;
+* no Kubernetes credentials (``automountServiceAccountToken: false``) and the Pod Security
+  Standard ``restricted`` security context;
+* the job itself as ``AUMOS_JOB_JSON`` and S3 credentials only through ``secretKeyRef``:
+  never a secret value in the manifest;
+* the result channel: the container's termination message at ``/dev/termination-log``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabular_runner.engines import image_for_stage
+from tabular_runner.errors import PERMANENT_EXIT_CODES
+from tabular_runner.spec import API_VERSION, GeneratorType, SynthesisJob
+
+STAGES = ("train", "generate", "validate")
+CONTAINER = "runner"
+TERMINATION_LOG = "/dev/termination-log"
+JOB_LABEL = "tabular.aumos.io/job"
+STAGE_LABEL = "tabular.aumos.io/stage"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Operator configuration that shapes every stage Job (from the chart's values)."""
+
+    images: Mapping[str, str]
+    """Engine name → runner image (``core`` always; ``argn`` for TabularARGN)."""
+    service_account: str
+    pull_policy: str = "IfNotPresent"
+    ttl_seconds_after_finished: int = 86400
+    active_deadline_seconds: int = 86400
+    backoff_limit: int = 2
+    s3_endpoint: str | None = None
+    s3_secret_name: str | None = None
+    """Platform Secret with ``accessKey``/``secretKey``; a job's own ``secretRef`` wins."""
+    bucket_template: str = "tenant-{namespace}"
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def stage_job_name(job_name: str, stage: str) -> str:
+    """Deterministic child name: ``<job>-<stage>`` (job names are at most 54 characters)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    return f"{job_name}-{stage}"
+
+
+def artifact_store_uri(job: SynthesisJob, settings: StageSettings) -> str:
+    """Where a job's artifacts live: ``s3://<tenant bucket>/tab-jobs/<job uid>``."""
+    namespace, uid = _identity(job)
+    bucket = settings.bucket_template.format(namespace=namespace)
+    return f"s3://{bucket}/tab-jobs/{uid}"
+
+
+def _identity(job: SynthesisJob) -> tuple[str, str]:
+    if not job.metadata.namespace or not job.metadata.uid:
+        raise ValueError("a stage Job needs the SynthesisJob's namespace and uid")
+    return job.metadata.namespace, job.metadata.uid
+
+
+def _quantities(stage_resources: Any) -> dict[str, Any]:
+    amounts: dict[str, str] = {}
+    if stage_resources.cpu:
+        amounts["cpu"] = stage_resources.cpu
+    if stage_resources.memory:
+        amounts["memory"] = stage_resources.memory
+    if stage_resources.gpu:
+        amounts["nvidia.com/gpu"] = str(stage_resources.gpu)
+    # Requests equal limits: stage pods get a predictable (Guaranteed when both set) QoS.
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def _env(job: SynthesisJob, settings: StageSettings) -> list[dict[str, Any]]:
+    wire = job.to_wire()
+    wire.pop("status", None)
+    env: list[dict[str, Any]] = [
+        {"name": "AUMOS_JOB_JSON", "value": json.dumps(wire, separators=(",", ":"))},
+        {"name": "AUMOS_TERMINATION_LOG", "value": TERMINATION_LOG},
+    ]
+    if settings.s3_endpoint:
+        env.append({"name": "AUMOS_S3_ENDPOINT", "value": settings.s3_endpoint})
+    source = job.spec.source
+    secret = source.secret_ref.name if source and source.secret_ref else settings.s3_secret_name
+    if secret:
+        for name, key in (
+            ("AUMOS_S3_ACCESS_KEY", "accessKey"),
+            ("AUMOS_S3_SECRET_KEY", "secretKey"),
+        ):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    return env
+
+
+def build_stage_job(
+    job: SynthesisJob,
+    stage: str,
+    settings: StageSettings,
+    *,
+    generator: GeneratorType | str | None = None,
+) -> dict[str, Any]:
+    """Return the ``batch/v1`` Job that runs ``stage`` of ``job``.
+
+    Args:
+        job: The SynthesisJob as read from the API (``metadata.namespace`` and ``uid`` set;
+            profile already resolved).
+        stage: ``train``, ``generate`` or ``validate``.
+        settings: Operator configuration.
+        generator: The generator the train stage chose, for ``auto`` jobs whose later stages
+            must run in that generator's engine; defaults to the spec's.
+
+    Raises:
+        ValueError: on an unknown stage, a job without identity, or a missing engine image.
+    """
+    namespace, uid = _identity(job)
+    name = stage_job_name(job.metadata.name, stage)
+    kind = generator or (job.spec.generator.type if job.spec.generator else GeneratorType.AUTO)
+    image = image_for_stage(stage, kind, settings.images)
+    resources = getattr(job.spec.resources, "validate_" if stage == "validate" else stage)
+    labels = {
+        "app.kubernetes.io/name": "aumos-tabular-runner",
+        "app.kubernetes.io/component": stage,
+        "app.kubernetes.io/managed-by": "aumos-tabular-operator",
+        JOB_LABEL: job.metadata.name,
+        STAGE_LABEL: stage,
+        **settings.extra_labels,
+    }
+    if job.spec.queue_name:
+        labels[KUEUE_QUEUE_LABEL] = job.spec.queue_name
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": settings.pull_policy,
+        "command": ["tabular-runner", "stage", stage],
+        "args": [
+            "--store",
+            artifact_store_uri(job, settings),
+            "--termination-log",
+            TERMINATION_LOG,
+        ],
+        "env": _env(job, settings),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    quantities = _quantities(resources)
+    if quantities:
+        container["resources"] = quantities
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": settings.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in resources.tolerations]
+    if resources.priority_class_name:
+        pod_spec["priorityClassName"] = resources.priority_class_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "SynthesisJob",
+                    "name": job.metadata.name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": settings.backoff_limit,
+            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            # Kueue admits a queued Job by un-suspending it.
+            "suspend": bool(job.spec.queue_name) or job.spec.suspend,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": list(PERMANENT_EXIT_CODES),
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
