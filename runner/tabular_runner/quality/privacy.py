@@ -36,7 +36,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
 
@@ -492,28 +492,19 @@ def _linkability(
         return _not_computed("linkability", "needs at least two columns to split")
     half = len(columns) // 2
     aux = (columns[:half], columns[half:])
-    started = time.perf_counter()
-    try:
-        with _collected_warnings() as notes:
-            evaluator = LinkabilityEvaluator(
-                ori=train,
-                syn=synthetic,
-                control=holdout,
-                n_attacks=attacks,
-                aux_cols=aux,
-                n_neighbors=LINK_NEIGHBOURS,
-            ).evaluate(n_jobs=-2)
-            results = evaluator.results(confidence_level=CONFIDENCE)
-        return _attack_result(
-            "linkability",
-            results,
-            attacks,
-            started,
-            notes,
-            details={"auxColumns": [aux[0], aux[1]], "neighbours": LINK_NEIGHBOURS},
-        )
-    except Exception as exc:  # noqa: BLE001 - reported as not computed
-        return _not_computed("linkability", f"{type(exc).__name__}: {exc}", started=started)
+    return _run_attack(
+        "linkability",
+        lambda: LinkabilityEvaluator(
+            ori=train,
+            syn=synthetic,
+            control=holdout,
+            n_attacks=attacks,
+            aux_cols=aux,
+            n_neighbors=LINK_NEIGHBOURS,
+        ),
+        attacks,
+        details={"auxColumns": [aux[0], aux[1]], "neighbours": LINK_NEIGHBOURS},
+    )
 
 
 def _inference(
@@ -534,32 +525,42 @@ def _inference(
     if not aux:
         return _not_computed("inference", "needs at least one other column", secret=secret)
     regression = bool(pd.api.types.is_numeric_dtype(train[secret]))
+    return _run_attack(
+        "inference",
+        lambda: InferenceEvaluator(
+            ori=train,
+            syn=synthetic,
+            control=holdout,
+            aux_cols=aux,
+            secret=secret,
+            regression=regression,
+            n_attacks=attacks,
+        ),
+        attacks,
+        secret=secret,
+        details={"regression": regression, "auxColumns": len(aux)},
+    )
+
+
+def _run_attack(
+    attack: str,
+    make_evaluator: Callable[[], Any],
+    attacks: int,
+    *,
+    secret: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AttackResult:
+    """Evaluate one Anonymeter attack; a failure is reported as not computed, never raised."""
     started = time.perf_counter()
     try:
         with _collected_warnings() as notes:
-            evaluator = InferenceEvaluator(
-                ori=train,
-                syn=synthetic,
-                control=holdout,
-                aux_cols=aux,
-                secret=secret,
-                regression=regression,
-                n_attacks=attacks,
-            ).evaluate(n_jobs=-2)
+            evaluator = make_evaluator().evaluate(n_jobs=-2)
             results = evaluator.results(confidence_level=CONFIDENCE)
         return _attack_result(
-            "inference",
-            results,
-            attacks,
-            started,
-            notes,
-            secret=secret,
-            details={"regression": regression, "auxColumns": len(aux)},
+            attack, results, attacks, started, notes, secret=secret, details=details
         )
     except Exception as exc:  # noqa: BLE001 - reported as not computed
-        return _not_computed(
-            "inference", f"{type(exc).__name__}: {exc}", secret=secret, started=started
-        )
+        return _not_computed(attack, f"{type(exc).__name__}: {exc}", secret=secret, started=started)
 
 
 # ---------------------------------------------------------------------------------------
