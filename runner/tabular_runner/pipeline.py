@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from tabular_runner import engines
 from tabular_runner.errors import EngineError, GateFailedError, TabularError, UserInputError
 from tabular_runner.spec import (
@@ -47,6 +49,7 @@ from tabular_runner.spec import (
     GeneratorType,
     SynthesisJob,
     SynthesisJobSpec,
+    describe_validation_error,
 )
 
 if TYPE_CHECKING:
@@ -116,14 +119,8 @@ def resolve_profile(job: SynthesisJob, profiles: list[GenerationProfile]) -> Syn
     # Re-validate the combination (e.g. a DP profile generator needs privacy).
     try:
         checked = SynthesisJobSpec.model_validate(merged.model_dump(by_alias=True))
-    except Exception as exc:  # pydantic.ValidationError
-        from pydantic import ValidationError
-
-        from tabular_runner.spec import describe_validation_error
-
-        if isinstance(exc, ValidationError):
-            raise describe_validation_error(exc, "spec") from None
-        raise
+    except ValidationError as exc:
+        raise describe_validation_error(exc, "spec") from None
     return job.model_copy(update={"spec": checked})
 
 
