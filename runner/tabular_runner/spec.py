@@ -492,6 +492,10 @@ class SynthesisJobStatus(_Model):
     rows_generated: int | None = None
     output: OutputStatus | None = None
     error_message: str | None = None
+    message: str | None = Field(
+        default=None,
+        description="One line for people: what the job is doing now (epoch, stage) or why it failed.",
+    )
 
 
 class SynthesisJob(_Model):

@@ -287,7 +287,8 @@ _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "SynthesisJob": [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Generator", "type": "string", "jsonPath": ".spec.generator.type"},
+        # What ran: resolves `auto` and profileRef (the operator writes it at start).
+        {"name": "Generator", "type": "string", "jsonPath": ".status.generator"},
         {"name": "Rows", "type": "integer", "jsonPath": ".status.rowsGenerated"},
         {"name": "Fidelity", "type": "number", "jsonPath": ".status.fidelityScore"},
         {"name": "Privacy-Risk", "type": "number", "jsonPath": ".status.privacyRisk"},
@@ -295,7 +296,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         _AGE,
         {"name": "Stage", "type": "string", "jsonPath": ".status.stage", "priority": 1},
         {"name": "Progress", "type": "number", "jsonPath": ".status.progress", "priority": 1},
-        {"name": "Message", "type": "string", "jsonPath": ".status.errorMessage", "priority": 1},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ],
     "GenerationProfile": [
         {"name": "Generator", "type": "string", "jsonPath": ".spec.generator.type"},
