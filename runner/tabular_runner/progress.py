@@ -1,14 +1,35 @@
-"""Progress display: a live rich bar per stage on a terminal, quiet otherwise."""
+"""Progress of a stage: a live rich bar on a terminal, and ``stages/progress.json`` in a store.
+
+* :class:`StageProgress` — for people: one bar per stage (``tabular-runner run``).
+* :class:`StoreProgress` — for the operator: a stage pod has no Kubernetes credentials, so it
+  cannot patch the job's status itself; it writes its progress into the job's artifact store,
+  where the operator (which can read the store) picks it up. Writes are throttled (an epoch
+  can take milliseconds, an S3 PUT tens of them) and best-effort: progress is a courtesy, so
+  a failed write is logged and the stage goes on.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from tabular_runner.storage.base import ArtifactStore
+
+PROGRESS_KEY = "stages/progress.json"
+"""Where :class:`StoreProgress` writes, relative to the job's store."""
+
+_log = logging.getLogger(__name__)
 
 
 class StageProgress:
@@ -56,6 +77,76 @@ class StageProgress:
             task = self._progress.add_task(message, total=total, stage=stage)
             self._tasks[stage] = task
         self._progress.update(task, completed=done, total=total, description=message)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StoreProgress:
+    """A ``progress(stage, done, total, message)`` callback that writes ``stages/progress.json``.
+
+    The document is ``{"stage", "done", "total", "message", "updatedAt"}`` (``updatedAt`` in
+    UTC, ISO 8601). The first call is written, then at most one every ``interval_s`` seconds;
+    a call that completes its count (``done >= total``) is always written, and :meth:`flush`
+    writes the last call if the throttle held it back, so the store ends on the final state.
+
+    Args:
+        store: The job's artifact store.
+        interval_s: Least time between two writes, in ``clock`` seconds.
+        clock: Monotonic seconds (injected so tests need not sleep).
+        now: Wall-clock time for ``updatedAt``.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        *,
+        interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._clock = clock
+        self._now = now
+        self._last_write: float | None = None
+        self._pending: dict[str, Any] | None = None
+        self.writes = 0
+        """Successful writes so far."""
+
+    def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+        """Record progress of ``stage``; write it unless the throttle says wait."""
+        document = {
+            "stage": stage,
+            "done": int(done),
+            "total": int(total),
+            "message": message,
+            "updatedAt": self._now().astimezone(UTC).isoformat(timespec="seconds"),
+        }
+        at = self._clock()
+        final = total > 0 and done >= total
+        due = self._last_write is None or at - self._last_write >= self._interval_s
+        if not (due or final):
+            self._pending = document
+            return
+        self._last_write = at
+        self._write(document)
+
+    def flush(self) -> None:
+        """Write the last held-back call, if any (call once the stage has ended)."""
+        if self._pending is not None:
+            self._last_write = self._clock()
+            self._write(self._pending)
+
+    def _write(self, document: dict[str, Any]) -> None:
+        self._pending = None
+        try:
+            self._store.put_bytes(PROGRESS_KEY, json.dumps(document).encode(), "application/json")
+        except Exception as exc:  # progress must never fail the stage
+            _log.warning("could not write %s to %s: %s", PROGRESS_KEY, self._store.uri, exc)
+            return
+        self.writes += 1
 
 
 def summary_table(report: dict[str, Any], out_dir: str) -> Table:
