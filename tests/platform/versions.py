@@ -11,6 +11,10 @@ KUBERNETES = "v1.34.4"
 ETCD = "v3.6.16"
 HELM = "v3.19.0"
 KUBECONFORM = "v0.7.0"
+#: sigs.k8s.io/cli-utils, whose pkg/kstatus/status is Flux's (and kpt's) health checker. v0.37.2
+#: asks for k8s.io/apimachinery >= v0.30.1; the generated go.mod raises k8s.io/api and
+#: apimachinery to the cluster's staging version (v0.34.4), so the Go build cache is shared.
+KSTATUS = "v0.37.2"
 #: org.apache.kafka:kafka_2.13 from the Maven repository (KRaft single node).
 KAFKA = "4.1.1"
 
