@@ -20,6 +20,7 @@ What every stage Job carries, and why:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ CONTAINER = "runner"
 TERMINATION_LOG = "/dev/termination-log"
 JOB_LABEL = "tabular.aumos.io/job"
 STAGE_LABEL = "tabular.aumos.io/stage"
+STEP_LABEL = "tabular.aumos.io/step"
+UID_LABEL = "tabular.aumos.io/job-uid"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
@@ -50,23 +53,51 @@ class StageSettings:
     backoff_limit: int = 2
     s3_endpoint: str | None = None
     s3_secret_name: str | None = None
-    """Platform Secret with ``accessKey``/``secretKey``; a job's own ``secretRef`` wins."""
-    bucket_template: str = "tenant-{namespace}"
+    """Secret in the job's namespace with ``accessKey``/``secretKey`` for the artifact store
+    (the operator writes it there); a job's own ``source.secretRef`` wins."""
+    bucket_template: str = "aumos-tab-{tenant}"
+    """``{tenant}`` (the namespace; ``{namespace}`` is accepted too) names the tenant's bucket."""
+    default_cpu: str | None = None
+    """CPU request/limit of a stage whose job sets none (so a burst of jobs queues)."""
+    default_memory: str | None = None
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
 
-def stage_job_name(job_name: str, stage: str) -> str:
-    """Deterministic child name: ``<job>-<stage>`` (job names are at most 54 characters)."""
+NAME_LIMIT = 63
+
+
+def stage_job_name(job_name: str, suffix: str) -> str:
+    """Deterministic child name ``<job>-<suffix>``, at most 63 characters.
+
+    ``suffix`` is a stage (``train``, ``generate``, ``validate``) or a handoff step
+    (``train-argn``). A name that would be too long keeps its head and gets a short hash of
+    the whole job name, so two long job names never share a child.
+    """
+    stage = suffix.split("-", 1)[0]
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}")
-    return f"{job_name}-{stage}"
+        raise ValueError(f"unknown stage {suffix!r}")
+    name = f"{job_name}-{suffix}"
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
+    head = job_name[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
+    return f"{head}-{digest}-{suffix}"
+
+
+def tenant_bucket(namespace: str, template: str) -> str:
+    """The tenant's bucket: ``template`` with ``{tenant}`` (or ``{namespace}``) filled in."""
+    return template.format(tenant=namespace, namespace=namespace)
+
+
+def store_uri(namespace: str, uid: str, template: str) -> str:
+    """``s3://<tenant bucket>/tab-jobs/<job uid>``: where one job's artifacts live."""
+    return f"s3://{tenant_bucket(namespace, template)}/tab-jobs/{uid}"
 
 
 def artifact_store_uri(job: SynthesisJob, settings: StageSettings) -> str:
     """Where a job's artifacts live: ``s3://<tenant bucket>/tab-jobs/<job uid>``."""
     namespace, uid = _identity(job)
-    bucket = settings.bucket_template.format(namespace=namespace)
-    return f"s3://{bucket}/tab-jobs/{uid}"
+    return store_uri(namespace, uid, settings.bucket_template)
 
 
 def _identity(job: SynthesisJob) -> tuple[str, str]:
@@ -75,25 +106,33 @@ def _identity(job: SynthesisJob) -> tuple[str, str]:
     return job.metadata.namespace, job.metadata.uid
 
 
-def _quantities(stage_resources: Any) -> dict[str, Any]:
+def _quantities(stage_resources: Any, settings: StageSettings) -> dict[str, Any]:
     amounts: dict[str, str] = {}
-    if stage_resources.cpu:
-        amounts["cpu"] = stage_resources.cpu
-    if stage_resources.memory:
-        amounts["memory"] = stage_resources.memory
+    cpu = stage_resources.cpu or settings.default_cpu
+    memory = stage_resources.memory or settings.default_memory
+    if cpu:
+        amounts["cpu"] = cpu
+    if memory:
+        amounts["memory"] = memory
     if stage_resources.gpu:
         amounts["nvidia.com/gpu"] = str(stage_resources.gpu)
     # Requests equal limits: stage pods get a predictable (Guaranteed when both set) QoS.
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-def _env(job: SynthesisJob, settings: StageSettings) -> list[dict[str, Any]]:
+def _env(
+    job: SynthesisJob, settings: StageSettings, schema: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     wire = job.to_wire()
     wire.pop("status", None)
     env: list[dict[str, Any]] = [
         {"name": "AUMOS_JOB_JSON", "value": json.dumps(wire, separators=(",", ":"))},
         {"name": "AUMOS_TERMINATION_LOG", "value": TERMINATION_LOG},
     ]
+    if schema is not None:
+        env.append(
+            {"name": "AUMOS_SCHEMA_JSON", "value": json.dumps(schema, separators=(",", ":"))}
+        )
     if settings.s3_endpoint:
         env.append({"name": "AUMOS_S3_ENDPOINT", "value": settings.s3_endpoint})
     source = job.spec.source
@@ -113,6 +152,8 @@ def build_stage_job(
     settings: StageSettings,
     *,
     generator: GeneratorType | str | None = None,
+    suffix: str | None = None,
+    schema: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the ``batch/v1`` Job that runs ``stage`` of ``job``.
 
@@ -123,12 +164,17 @@ def build_stage_job(
         settings: Operator configuration.
         generator: The generator the train stage chose, for ``auto`` jobs whose later stages
             must run in that generator's engine; defaults to the spec's.
+        suffix: The child's name suffix when it is not the stage (``train-argn``: the second
+            train Job of an ``auto`` job that handed off to another engine).
+        schema: The MultiTableSchema (wire form) of a multi-table job, as ``AUMOS_SCHEMA_JSON``.
 
     Raises:
         ValueError: on an unknown stage, a job without identity, or a missing engine image.
     """
     namespace, uid = _identity(job)
-    name = stage_job_name(job.metadata.name, stage)
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    name = stage_job_name(job.metadata.name, suffix or stage)
     kind = generator or (job.spec.generator.type if job.spec.generator else GeneratorType.AUTO)
     image = image_for_stage(stage, kind, settings.images)
     resources = getattr(job.spec.resources, "validate_" if stage == "validate" else stage)
@@ -137,7 +183,9 @@ def build_stage_job(
         "app.kubernetes.io/component": stage,
         "app.kubernetes.io/managed-by": "aumos-tabular-operator",
         JOB_LABEL: job.metadata.name,
+        UID_LABEL: uid,
         STAGE_LABEL: stage,
+        STEP_LABEL: suffix or stage,
         **settings.extra_labels,
     }
     if job.spec.queue_name:
@@ -153,7 +201,7 @@ def build_stage_job(
             "--termination-log",
             TERMINATION_LOG,
         ],
-        "env": _env(job, settings),
+        "env": _env(job, settings, schema),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -165,7 +213,7 @@ def build_stage_job(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    quantities = _quantities(resources)
+    quantities = _quantities(resources, settings)
     if quantities:
         container["resources"] = quantities
     pod_spec: dict[str, Any] = {

@@ -150,7 +150,59 @@ def test_queue_name_suspends_for_kueue_and_labels_the_job() -> None:
 
 
 def test_store_is_per_tenant_bucket_and_job_uid() -> None:
-    assert artifact_store_uri(_job(), SETTINGS) == "s3://tenant-team-a/tab-jobs/u-123"
+    # The chart's default template names the tenant ({tenant}); {namespace} means the same.
+    assert artifact_store_uri(_job(), SETTINGS) == "s3://aumos-tab-team-a/tab-jobs/u-123"
+    legacy = StageSettings(
+        images=SETTINGS.images, service_account="x", bucket_template="t-{namespace}"
+    )
+    assert artifact_store_uri(_job(), legacy) == "s3://t-team-a/tab-jobs/u-123"
+
+
+@pytest.mark.parametrize("length", [40, 52, 63], ids=lambda n: f"job-name-{n}")
+def test_child_names_stay_valid_and_distinct(length: int) -> None:
+    base = ("a" * (length - 1)) + "b"
+    other = ("a" * (length - 1)) + "c"
+    for suffix in ("train", "generate", "validate", "train-argn"):
+        name = stage_job_name(base, suffix)
+        assert len(name) <= 63 and name.endswith(f"-{suffix}")
+        assert name != stage_job_name(other, suffix)
+        assert name == stage_job_name(base, suffix)  # deterministic
+
+
+def test_handoff_job_runs_in_the_chosen_engine_under_its_own_name() -> None:
+    manifest = build_stage_job(
+        _job(generator={"type": "auto"}),
+        "train",
+        SETTINGS,
+        generator="tabularargn",
+        suffix="train-argn",
+    )
+    assert manifest["metadata"]["name"] == "adult-train-argn"
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"].endswith("-argn")
+    assert manifest["metadata"]["labels"]["tabular.aumos.io/step"] == "train-argn"
+    assert manifest["metadata"]["labels"]["tabular.aumos.io/job-uid"] == "u-123"
+
+
+def test_default_requests_apply_when_the_job_sets_none() -> None:
+    settings = StageSettings(
+        images=SETTINGS.images, service_account="x", default_cpu="1", default_memory="2Gi"
+    )
+    plain = build_stage_job(_job(), "generate", settings)
+    sized = build_stage_job(_job(resources={"generate": {"memory": "8Gi"}}), "generate", settings)
+    res = plain["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert (
+        sized["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"]
+        == "8Gi"
+    )
+
+
+def test_multi_table_schema_travels_as_json() -> None:
+    schema = {"kind": "MultiTableSchema", "spec": {"tables": []}}
+    env = build_stage_job(_job(), "train", SETTINGS, schema=schema)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    assert any(e["name"] == "AUMOS_SCHEMA_JSON" and '"MultiTableSchema"' in e["value"] for e in env)
 
 
 def test_job_without_identity_or_unknown_stage_is_refused() -> None:

@@ -1,0 +1,81 @@
+"""The composition root: settings → adapters → the controller (cosmicpython's bootstrap).
+
+Tests build the same objects with their own settings (real local servers) through
+:func:`build`; nothing else in the operator constructs an adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tabular_operator.budget import FileLedger, Ledger, UnmeteredLedger
+from tabular_operator.controller import JobController, StoreCredentials
+from tabular_operator.events import LogPublisher
+from tabular_operator.faults import Faults
+from tabular_operator.k8s import Kube, load_api_client
+from tabular_operator.manifests import StageSettings
+from tabular_operator.metrics import Metrics
+from tabular_operator.settings import OperatorSettings
+from tabular_operator.store import NoStore, S3Store, StorePort
+
+
+@dataclass
+class App:
+    """Everything the handlers use."""
+
+    settings: OperatorSettings
+    kube: Kube
+    controller: JobController
+    metrics: Metrics
+    ledger_kind: str
+
+
+def stage_settings(settings: OperatorSettings, *, with_store_secret: bool) -> StageSettings:
+    """How stage Jobs are built, from the operator's settings."""
+    return StageSettings(
+        images=settings.images,
+        service_account=settings.runner_service_account,
+        pull_policy=settings.runner_image_pull_policy,
+        ttl_seconds_after_finished=settings.stage_ttl_seconds,
+        active_deadline_seconds=settings.stage_active_deadline_seconds,
+        backoff_limit=settings.stage_backoff_limit,
+        s3_endpoint=settings.s3_endpoint or None,
+        s3_secret_name=settings.s3_store_secret if with_store_secret else None,
+        bucket_template=settings.s3_bucket_template,
+        default_cpu=settings.runner_default_cpu,
+        default_memory=settings.runner_default_memory,
+    )
+
+
+def build_ledger(settings: OperatorSettings) -> tuple[Ledger, str]:
+    """The configured ledger and its name (for the startup log)."""
+    if settings.ledger_file:
+        return FileLedger(settings.ledger_file), f"file {settings.ledger_file}"
+    return UnmeteredLedger(), "unmetered (no cap: the PostgreSQL ledger is not configured)"
+
+
+def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None) -> App:
+    """Wire the operator from its settings."""
+    settings = settings or OperatorSettings()
+    access, secret = settings.secret("s3_access_key"), settings.secret("s3_secret_key")
+    store: StorePort = NoStore()
+    credentials = None
+    if settings.s3_endpoint and access and secret:
+        store = S3Store(settings.s3_endpoint, access, secret, settings.s3_region)
+        credentials = StoreCredentials(access, secret)
+    kube = kube or Kube(load_api_client())
+    ledger, ledger_kind = build_ledger(settings)
+    metrics = Metrics()
+    controller = JobController(
+        kube,
+        store,
+        ledger,
+        LogPublisher(),
+        stage_settings(settings, with_store_secret=credentials is not None),
+        store_credentials=credentials,
+        metrics=metrics,
+        faults=Faults(settings.fault_points, settings.fault_once_dir),
+        interval=settings.reconcile_interval_seconds,
+        finalizer_timeout=settings.finalizer_timeout_seconds,
+    )
+    return App(settings, kube, controller, metrics, ledger_kind)

@@ -1,0 +1,168 @@
+"""The privacy-budget port (DESIGN §4) and the ledgers this operator ships today.
+
+``allocate`` is idempotent on ``key`` (the job uid), ``consume`` happens once per allocation
+and never above it, ``release`` returns an allocation nothing consumed. The controller calls
+them in that order and records the allocation in the job's status, so a restarted operator
+replays a call rather than repeating it.
+
+Adapters here:
+
+* :class:`UnmeteredLedger` — the default without a database: every allocation is granted,
+  nothing is capped, and the allocation id is derived from the key (so it is stable across
+  restarts). Honest about what it is: it records nothing.
+* :class:`FileLedger` — a JSON-lines ledger in one file under an exclusive lock, with a cap per
+  tenant: for a single-replica operator with a volume, and for tests that count the calls.
+
+The PostgreSQL ledger with caps from PrivacyBudget resources is the privacy-budget issue's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class BudgetError(Exception):
+    """Base of ledger errors."""
+
+
+class BudgetRefused(BudgetError):
+    """The allocation would pass the tenant's cap; nothing was reserved."""
+
+
+class Ledger(Protocol):
+    """Allocate, consume, release."""
+
+    def allocate(
+        self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
+    ) -> str:
+        """Reserve ε/δ for ``key``; return the allocation id (the same id for the same key).
+
+        Raises:
+            BudgetRefused: the cap would be exceeded.
+        """
+
+    def consume(self, allocation_id: str, epsilon: float) -> None:
+        """Charge ``epsilon`` (≤ the allocation) once; the unspent rest returns."""
+
+    def release(self, allocation_id: str) -> None:
+        """Return an allocation that was never consumed."""
+
+
+class UnmeteredLedger:
+    """Grants everything and records nothing (no database configured)."""
+
+    def allocate(
+        self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
+    ) -> str:
+        """A stable id derived from the key."""
+        return f"unmetered-{key}"
+
+    def consume(self, allocation_id: str, epsilon: float) -> None:
+        """Nothing is recorded."""
+
+    def release(self, allocation_id: str) -> None:
+        """Nothing is recorded."""
+
+
+class FileLedger:
+    """A JSON-lines ledger: one line per change, replayed to answer every call."""
+
+    def __init__(self, path: str | Path, caps: Mapping[str, float] | None = None) -> None:
+        self.path = Path(path)
+        self.caps = dict(caps or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[list[dict[str, Any]]]:
+        with self.path.open("r+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                lines = [json.loads(line) for line in fh.read().splitlines() if line.strip()]
+                yield lines
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record | {"at": time.time()}) + "\n")
+
+    @staticmethod
+    def _state(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        allocations: dict[str, dict[str, Any]] = {}
+        for line in lines:
+            if line["op"] == "allocate":
+                allocations[line["id"]] = dict(line, state="allocated")
+            elif line["id"] in allocations:
+                allocations[line["id"]]["state"] = line["op"] + "d"
+                allocations[line["id"]]["consumed"] = line.get("epsilon", 0.0)
+        return allocations
+
+    def allocate(
+        self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
+    ) -> str:
+        """Idempotent on ``key``; refused when the tenant's cap would be passed."""
+        allocation_id = f"file-{key}"
+        with self._locked() as lines:
+            state = self._state(lines)
+            if allocation_id in state:
+                return allocation_id
+            cap = self.caps.get(tenant)
+            if cap is not None:
+                used = sum(
+                    a["consumed"] if a["state"] == "consumed" else a["epsilon"]
+                    for a in state.values()
+                    if a["tenant"] == tenant and a["state"] != "released"
+                )
+                if used + epsilon > cap + 1e-12:
+                    raise BudgetRefused(
+                        f"requested ε {epsilon:g} but only {max(cap - used, 0.0):g} of "
+                        f"{cap:g} remains for namespace {tenant!r}"
+                    )
+            self._append(
+                {
+                    "op": "allocate",
+                    "id": allocation_id,
+                    "tenant": tenant,
+                    "dataset": dataset,
+                    "epsilon": epsilon,
+                    "delta": delta,
+                    "key": key,
+                }
+            )
+        return allocation_id
+
+    def consume(self, allocation_id: str, epsilon: float) -> None:
+        """Once per allocation; a repeat is a no-op; never above the allocation."""
+        with self._locked() as lines:
+            state = self._state(lines).get(allocation_id)
+            if state is None:
+                raise BudgetError(f"consume of unknown allocation {allocation_id}")
+            if state["state"] == "consumed":
+                return
+            if state["state"] == "released":
+                raise BudgetError(f"consume after release of {allocation_id}")
+            self._append(
+                {"op": "consume", "id": allocation_id, "epsilon": min(epsilon, state["epsilon"])}
+            )
+
+    def release(self, allocation_id: str) -> None:
+        """Only an allocation never consumed; a repeat is a no-op."""
+        with self._locked() as lines:
+            state = self._state(lines).get(allocation_id)
+            if state is None or state["state"] == "released":
+                return
+            if state["state"] == "consumed":
+                raise BudgetError(f"release after consume of {allocation_id}")
+            self._append({"op": "release", "id": allocation_id})
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every change, in order (for audits and tests)."""
+        with self._locked() as lines:
+            return list(lines)

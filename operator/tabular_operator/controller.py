@@ -1,0 +1,442 @@
+"""The imperative shell around :func:`~tabular_operator.reconcile.decide`: observe, decide, act.
+
+One :class:`JobController` serves every SynthesisJob. For each job a Kopf daemon calls
+:meth:`JobController.run`, which loops: read the job, its stage Jobs and pods (and, while a
+stage runs, its progress record in the store), decide, carry out the actions, write the status
+patch, post the events — then sleep until a stage Job changes (:meth:`wake`) or the interval
+passes. Blocking client calls run in worker threads.
+
+Order of side effects, and why a crash anywhere is safe: actions (ledger calls, Job creation)
+come before the status patch that records them, and each is idempotent — replaying a
+decision after a crash repeats nothing that matters (a Job that exists is not created again;
+the ledger answers a repeated allocate or consume with what it did the first time). Named
+crash points (:mod:`tabular_operator.faults`) sit on each of these boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tabular_operator import conditions as cond
+from tabular_operator.budget import BudgetRefused, Ledger
+from tabular_operator.events import EVENT_TYPES, Publisher
+from tabular_operator.faults import Faults
+from tabular_operator.k8s import Kube
+from tabular_operator.manifests import (
+    StageSettings,
+    build_stage_job,
+    store_uri,
+    tenant_bucket,
+)
+from tabular_operator.metrics import Metrics
+from tabular_operator.observe import stage_runs
+from tabular_operator.reconcile import (
+    TERMINAL,
+    Allocate,
+    Consume,
+    CreateStage,
+    Decision,
+    Observation,
+    Release,
+    Resolved,
+    StageRun,
+    SuspendStage,
+    Unresolvable,
+    allocated_status,
+    current_phase,
+    decide,
+    failed,
+    settle,
+)
+from tabular_operator.resolve import resolve
+from tabular_operator.store import StorePort
+from tabular_runner.spec import Phase, SynthesisJob
+
+PLURAL = "synthesisjobs"
+MAX_PASSES = 8
+"""Decisions carried out per wake-up before the job yields to the others."""
+
+
+def utcnow() -> datetime:
+    """The clock (the only place the controller reads it)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class StoreCredentials:
+    """What stage pods get (through a Secret in their namespace) to reach the store."""
+
+    access_key: str
+    secret_key: str
+
+
+class JobController:
+    """Drives every SynthesisJob through its stages."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        store: StorePort,
+        ledger: Ledger,
+        publisher: Publisher,
+        stage_settings: StageSettings,
+        *,
+        store_credentials: StoreCredentials | None,
+        metrics: Metrics,
+        faults: Faults,
+        interval: float = 10.0,
+        finalizer_timeout: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.ledger = ledger
+        self.publisher = publisher
+        self.stage_settings = stage_settings
+        self.store_credentials = store_credentials
+        self.metrics = metrics
+        self.faults = faults
+        self.interval = interval
+        self.finalizer_timeout = finalizer_timeout
+        self.clock = clock
+        self._wakers: dict[str, asyncio.Event] = {}
+        self._tenants: set[str] = set()
+
+    # -- waking ---------------------------------------------------------------------------
+
+    def wake(self, uid: str) -> None:
+        """A stage Job of ``uid`` (or its spec) changed: look again now."""
+        event = self._wakers.get(uid)
+        if event is not None:
+            event.set()
+
+    async def run(
+        self, namespace: str, name: str, uid: str, stopped: Any, logger: logging.Logger
+    ) -> None:
+        """The per-job loop (a Kopf daemon): until the job is finished, deleted or stopped."""
+        event = self._wakers.setdefault(uid, asyncio.Event())
+        try:
+            while not stopped:
+                event.clear()
+                try:
+                    phase = await self.reconcile(namespace, name, uid, logger)
+                except Exception as exc:  # noqa: BLE001 - logged, counted, retried
+                    self.metrics.reconcile_errors.inc()
+                    logger.warning("reconcile failed, retrying: %s", exc)
+                    phase = None
+                if phase is None and await self._gone(namespace, name, uid):
+                    return
+                if phase in TERMINAL:
+                    return
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=self.interval)
+                except TimeoutError:
+                    pass
+        finally:
+            self._wakers.pop(uid, None)
+
+    async def _gone(self, namespace: str, name: str, uid: str) -> bool:
+        try:
+            body = await asyncio.to_thread(self.kube.get, PLURAL, namespace, name)
+        except Exception:  # noqa: BLE001 - unknown: keep trying
+            return False
+        return body is None or body["metadata"].get("uid") != uid
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def reconcile(
+        self, namespace: str, name: str, uid: str, logger: logging.Logger
+    ) -> Phase | None:
+        """Observe → decide → act until nothing is left to do; return the phase reached."""
+        phase: Phase | None = None
+        for _ in range(MAX_PASSES):
+            self.metrics.reconciles.inc()
+            body = await asyncio.to_thread(self.kube.get, PLURAL, namespace, name)
+            if body is None or body["metadata"].get("uid") != uid:
+                return None
+            if body["metadata"].get("deletionTimestamp"):
+                return None
+            obs = await self.observe(body)
+            phase = current_phase(obs.status)
+            self.metrics.set_phase(uid, phase.value if phase else None)
+            decision = decide(obs)
+            if decision.idle:
+                return phase
+            await self.act(body, obs, decision, logger)
+            phase = decision.phase or phase
+            if not decision.actions:
+                return phase
+        return phase
+
+    async def observe(self, body: Mapping[str, Any]) -> Observation:
+        """Everything :func:`decide` needs about one job."""
+        meta = body["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        status: dict[str, Any] = dict(body.get("status") or {})
+        jobs = await asyncio.to_thread(self.kube.stage_jobs, namespace, uid)
+        pods = await asyncio.to_thread(self.kube.stage_pods, namespace, uid) if jobs else []
+        runs = stage_runs(jobs, pods)
+        resolution: Resolved | Unresolvable | None = None
+        if status.get("snapshot") is None and current_phase(status) not in TERMINAL:
+            resolution = await self.resolve(body)
+        progress = None
+        store = store_uri(namespace, uid, self.stage_settings.bucket_template)
+        if any(r.active and not r.succeeded for r in runs.values()):
+            progress = await self._read(store, "stages/progress.json")
+        runs = await self._fill_results(store, runs)
+        return Observation(
+            generation=int(meta.get("generation") or 1),
+            suspend=bool((body.get("spec") or {}).get("suspend")),
+            status=status,
+            runs=runs,
+            now=self.clock(),
+            resolution=resolution,
+            progress=progress,
+        )
+
+    async def _read(self, store: str, key: str) -> dict[str, Any] | None:
+        try:
+            return await asyncio.to_thread(self.store.get_json, store, key)
+        except Exception:  # noqa: BLE001 - progress is best-effort
+            return None
+
+    async def _fill_results(self, store: str, runs: dict[str, StageRun]) -> dict[str, StageRun]:
+        """A succeeded stage whose pod is gone, or a failed gate: take the store's record."""
+        out = dict(runs)
+        for step, run in runs.items():
+            stage = step.split("-", 1)[0]
+            needs_copy = run.succeeded and run.result is None
+            gate = run.failed and run.exit_code == 3 and stage == "validate"
+            if needs_copy or gate:
+                record = await self._read(store, f"stages/{stage}.json")
+                if record is not None:
+                    merged = dict(record) | dict(run.result or {})
+                    out[step] = StageRun(**{**run.__dict__, "result": merged})
+        return out
+
+    async def resolve(self, body: Mapping[str, Any]) -> Resolved | Unresolvable:
+        """Look up what the job refers to (same namespace only) and resolve it."""
+        spec = body.get("spec") or {}
+        namespace = body["metadata"]["namespace"]
+
+        async def lookup(plural: str, ref: Mapping[str, Any] | None, key: str) -> Any:
+            if not ref or not ref.get(key):
+                return None
+            return await asyncio.to_thread(self.kube.get, plural, namespace, ref[key])
+
+        return resolve(
+            body,
+            profile=await lookup("generationprofiles", spec.get("profileRef"), "name"),
+            schema=await lookup("multitableschemas", spec.get("schemaRef"), "name"),
+            model_job=await lookup(PLURAL, spec.get("fromModel"), "jobName"),
+            bucket_template=self.stage_settings.bucket_template,
+        )
+
+    # -- acting ---------------------------------------------------------------------------
+
+    async def act(
+        self,
+        body: Mapping[str, Any],
+        obs: Observation,
+        decision: Decision,
+        logger: logging.Logger,
+    ) -> None:
+        """Carry out ``decision``: actions, then the status patch, then the events."""
+        meta = body["metadata"]
+        namespace = meta["namespace"]
+        train = obs.runs.get("train")
+        if train is not None and train.active and train.pod_started and not train.succeeded:
+            self.faults.crash_point("during-training")
+        for action in decision.actions:
+            if isinstance(action, Allocate):
+                await self._allocate(body, obs, action, logger)
+                return  # the next pass sees the allocation in the status
+            if isinstance(action, CreateStage):
+                if action.step.stage != "train" and obs.status.get("completed"):
+                    self.faults.crash_point("between-stages")
+                await self._create_stage(body, obs, action, logger)
+                if action.step.stage == "train":
+                    self.faults.crash_point("after-train-job-created")
+            elif isinstance(action, SuspendStage):
+                run = obs.runs[action.suffix]
+                await asyncio.to_thread(self.kube.suspend_job, namespace, run.name, action.suspend)
+            elif isinstance(action, Consume):
+                await asyncio.to_thread(self.ledger.consume, action.allocation_id, action.epsilon)
+                logger.info("budget: consumed ε %s of %s", action.epsilon, action.allocation_id)
+                self.faults.crash_point("after-consume")
+            elif isinstance(action, Release):
+                await asyncio.to_thread(self.ledger.release, action.allocation_id)
+                logger.info("budget: released %s", action.allocation_id)
+        if len(decision.status.get("completed", [])) > len(obs.status.get("completed", [])):
+            self.faults.crash_point("after-result-read")
+        await self._write(body, obs, decision, logger)
+
+    async def _write(
+        self, body: Mapping[str, Any], obs: Observation, decision: Decision, logger: logging.Logger
+    ) -> None:
+        meta = body["metadata"]
+        if decision.status:
+            await asyncio.to_thread(
+                self.kube.patch_status, PLURAL, meta["namespace"], meta["name"], decision.status
+            )
+        now = self.clock()
+        for event in decision.events:
+            try:
+                await asyncio.to_thread(
+                    self.kube.post_event, body, event.type, event.reason, event.message, now
+                )
+            except Exception as exc:  # noqa: BLE001 - events are best-effort
+                logger.warning("could not post event %s: %s", event.reason, exc)
+        completed = set(decision.status.get("completed", [])) - set(obs.status.get("completed", []))
+        for step in completed:
+            run = obs.runs.get(step)
+            if run is not None and run.result and "stageTimeS" in run.result:
+                self.metrics.stage_seconds.labels(stage=step.split("-", 1)[0]).observe(
+                    float(run.result["stageTimeS"])
+                )
+        if "retries" in decision.status:
+            self.metrics.retries.inc(
+                int(decision.status["retries"]) - int(obs.status.get("retries", 0))
+            )
+        if decision.phase is not None:
+            self.metrics.set_phase(meta["uid"], decision.phase.value)
+            logger.info("phase %s", decision.phase.value)
+            record = {
+                "type": EVENT_TYPES[decision.phase.value],
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "phase": decision.phase.value,
+                "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            for key in ("errorMessage", "fidelityScore", "rowsGenerated", "epsilonSpent"):
+                if key in decision.status:
+                    record[key] = decision.status[key]
+            try:
+                await asyncio.to_thread(self.publisher.publish, record)
+            except Exception as exc:  # noqa: BLE001 - the mirrors catch up from status
+                logger.warning("could not publish %s: %s", record["type"], exc)
+
+    async def _allocate(
+        self, body: Mapping[str, Any], obs: Observation, action: Allocate, logger: logging.Logger
+    ) -> None:
+        meta = body["metadata"]
+        try:
+            allocation_id = await asyncio.to_thread(
+                self.ledger.allocate,
+                meta["namespace"],
+                action.dataset,
+                action.epsilon,
+                action.delta,
+                meta["uid"],
+            )
+        except BudgetRefused as exc:
+            decision = failed(obs, cond.BUDGET_EXCEEDED, f"privacy budget exceeded: {exc}")
+            await self._write(body, obs, decision, logger)
+            return
+        logger.info("budget: allocated ε %s as %s", action.epsilon, allocation_id)
+        self.faults.crash_point("after-allocate")
+        await asyncio.to_thread(
+            self.kube.patch_status,
+            PLURAL,
+            meta["namespace"],
+            meta["name"],
+            allocated_status(obs, allocation_id, action.epsilon, action.delta),
+        )
+
+    @staticmethod
+    def _job_model(body: Mapping[str, Any], spec: Mapping[str, Any]) -> SynthesisJob:
+        meta = body["metadata"]
+        return SynthesisJob.model_validate(
+            {
+                "metadata": {
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                },
+                "spec": dict(spec),
+            }
+        )
+
+    async def _create_stage(
+        self, body: Mapping[str, Any], obs: Observation, action: CreateStage, logger: logging.Logger
+    ) -> None:
+        namespace = body["metadata"]["namespace"]
+        snapshot = obs.status["snapshot"]
+        await self._prepare_tenant(namespace)
+        job = self._job_model(body, snapshot["spec"])
+        # The live spec decides suspension; the snapshot decides everything else.
+        job.spec.suspend = obs.suspend
+        manifest = build_stage_job(
+            job,
+            action.step.stage,
+            self.stage_settings,
+            generator=action.step.generator,
+            suffix=action.step.suffix,
+            schema=snapshot.get("schema"),
+        )
+        created = await asyncio.to_thread(self.kube.create_job, manifest)
+        logger.info(
+            "stage Job %s %s", manifest["metadata"]["name"], "created" if created else "exists"
+        )
+
+    async def _prepare_tenant(self, namespace: str) -> None:
+        """The tenant's bucket and the store Secret stage pods read (once per process)."""
+        if namespace in self._tenants:
+            return
+        bucket = tenant_bucket(namespace, self.stage_settings.bucket_template)
+        await asyncio.to_thread(self.store.ensure_bucket, bucket)
+        secret = self.stage_settings.s3_secret_name
+        if self.store_credentials is not None and secret:
+            await asyncio.to_thread(
+                self.kube.ensure_secret,
+                namespace,
+                secret,
+                {
+                    "accessKey": self.store_credentials.access_key,
+                    "secretKey": self.store_credentials.secret_key,
+                },
+            )
+        self._tenants.add(namespace)
+
+    # -- deletion -------------------------------------------------------------------------
+
+    async def finalize(self, body: Mapping[str, Any], logger: logging.Logger) -> None:
+        """Stop and remove the stage Jobs, settle the budget; never wait past the timeout."""
+        try:
+            await asyncio.wait_for(self._finalize(body, logger), timeout=self.finalizer_timeout)
+        except TimeoutError:
+            logger.warning(
+                "cleanup did not finish within %.0fs; letting the deletion proceed "
+                "(owner references still garbage-collect the stage Jobs)",
+                self.finalizer_timeout,
+            )
+        self.metrics.set_phase(body["metadata"]["uid"], None)
+
+    async def _finalize(self, body: Mapping[str, Any], logger: logging.Logger) -> None:
+        meta = body["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        status = dict(body.get("status") or {})
+        jobs = await asyncio.to_thread(self.kube.stage_jobs, namespace, uid)
+        pods = await asyncio.to_thread(self.kube.stage_pods, namespace, uid) if jobs else []
+        runs = stage_runs(jobs, pods)
+        deleted = await asyncio.to_thread(self.kube.delete_stage_jobs, namespace, uid)
+        if deleted:
+            logger.info("deleted %d stage Job(s)", deleted)
+        self.faults.crash_point("in-finalizer")
+        action = settle(status, runs)
+        if isinstance(action, Consume):
+            await asyncio.to_thread(self.ledger.consume, action.allocation_id, action.epsilon)
+            logger.info(
+                "budget: consumed ε %s of %s (deleted after training started)",
+                action.epsilon,
+                action.allocation_id,
+            )
+        elif isinstance(action, Release):
+            await asyncio.to_thread(self.ledger.release, action.allocation_id)
+            logger.info("budget: released %s (deleted before training)", action.allocation_id)

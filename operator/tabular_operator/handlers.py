@@ -1,0 +1,136 @@
+"""Kopf handlers: thin. Each one hands the object to the controller or a pure function.
+
+Run as the chart does: ``kopf run --standalone --all-namespaces -m tabular_operator.handlers``
+(or ``tabular-operator`` / ``python -m tabular_operator``, which do the same).
+
+* SynthesisJob: a daemon per unfinished job (:meth:`JobController.run`); stage Job events and
+  ``spec.suspend`` edits wake it; deletion runs the finalizer (:meth:`JobController.finalize`).
+* GenerationProfile, MultiTableSchema: status on create/update/resume and every 30 s (usedBy);
+  a profile edit posts an Event on each running job that snapshotted it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from tabular_operator import catalog
+from tabular_operator.bootstrap import App, build
+from tabular_operator.controller import utcnow
+from tabular_operator.manifests import UID_LABEL
+from tabular_operator.reconcile import TERMINAL, current_phase
+from tabular_runner.spec import API_GROUP, API_VERSION_NAME
+
+FINALIZER = "tabular.aumos.io/finalizer"
+JOBS = (API_GROUP, API_VERSION_NAME, "synthesisjobs")
+PROFILES = (API_GROUP, API_VERSION_NAME, "generationprofiles")
+SCHEMAS = (API_GROUP, API_VERSION_NAME, "multitableschemas")
+
+
+def _app(memo: Any) -> App:
+    app: App = memo.app
+    return app
+
+
+@kopf.on.startup()  # type: ignore[arg-type]
+def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
+    """Persistence under our own names; build the app; serve metrics."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    # Our own Events say what happened; Kopf's per-handler ones would only repeat it.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 16
+    app = build()
+    memo.app = app
+    app.metrics.serve(app.settings.metrics_port)
+    logger.info(
+        "operator ready: ledger %s, store %s, images %s",
+        app.ledger_kind,
+        app.settings.s3_endpoint or "none",
+        app.settings.images,
+    )
+
+
+def _active(status: dict[str, Any], **_: Any) -> bool:
+    return current_phase(status or {}) not in TERMINAL
+
+
+@kopf.daemon(*JOBS, when=_active, cancellation_timeout=5.0)  # type: ignore[arg-type]
+async def synthesis_job(
+    stopped: Any, name: str, namespace: str, uid: str, memo: Any, logger: Any, **_: Any
+) -> None:
+    """Drive one SynthesisJob until it is COMPLETE or FAILED."""
+    await _app(memo).controller.run(namespace, name, uid, stopped, logger)
+
+
+@kopf.on.update(*JOBS, field="spec.suspend")  # type: ignore[arg-type]
+def suspend_changed(uid: str, memo: Any, **_: Any) -> None:
+    """Suspend or resume now, not at the next interval."""
+    _app(memo).controller.wake(uid)
+
+
+@kopf.on.delete(*JOBS)  # type: ignore[arg-type]
+async def synthesis_job_deleted(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Finalizer: stop the stages, settle the budget (bounded in time)."""
+    await _app(memo).controller.finalize(dict(body), logger)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={UID_LABEL: kopf.PRESENT})  # type: ignore[arg-type]
+def stage_job_changed(labels: Any, memo: Any, **_: Any) -> None:
+    """A stage Job changed: wake its SynthesisJob's loop."""
+    _app(memo).controller.wake(str(labels[UID_LABEL]))
+
+
+async def _patch_catalog(kind: str, body: Any, memo: Any, builder: Any) -> None:
+    app = _app(memo)
+    meta = body["metadata"]
+    jobs = app.kube.list_all("synthesisjobs", meta["namespace"])
+    patch = builder(dict(body), jobs, utcnow())
+    current = dict(body.get("status") or {})
+    if any(current.get(k) != v for k, v in patch.items()):
+        app.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
+
+
+@kopf.on.resume(*PROFILES)  # type: ignore[arg-type]
+@kopf.on.create(*PROFILES)  # type: ignore[arg-type]
+@kopf.timer(*PROFILES, interval=30.0, initial_delay=30.0)  # type: ignore[arg-type]
+async def profile_status(body: Any, memo: Any, **_: Any) -> None:
+    """Validity and usedBy of a GenerationProfile."""
+    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status)
+
+
+@kopf.on.update(*PROFILES, field="spec")  # type: ignore[arg-type]
+async def profile_changed(body: Any, memo: Any, **_: Any) -> None:
+    """Re-validate, and tell running jobs that they keep the snapshot they took."""
+    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status)
+    app = _app(memo)
+    meta = body["metadata"]
+    for job in app.kube.list_all("synthesisjobs", meta["namespace"]):
+        status = job.get("status") or {}
+        snap = (status.get("snapshot") or {}).get("profile") or {}
+        if snap.get("name") != meta["name"] or current_phase(status) in TERMINAL:
+            continue
+        app.kube.post_event(
+            job,
+            "Normal",
+            "ProfileChanged",
+            f"GenerationProfile {meta['name']} changed (generation {meta.get('generation')}); "
+            f"this job keeps the snapshot of generation {snap.get('generation')}",
+            utcnow(),
+        )
+
+
+@kopf.on.resume(*SCHEMAS)  # type: ignore[arg-type]
+@kopf.on.create(*SCHEMAS)  # type: ignore[arg-type]
+@kopf.on.update(*SCHEMAS, field="spec")  # type: ignore[arg-type]
+@kopf.timer(*SCHEMAS, interval=30.0, initial_delay=30.0)  # type: ignore[arg-type]
+async def schema_status(body: Any, memo: Any, **_: Any) -> None:
+    """Validity, table count, depth and usedBy of a MultiTableSchema."""
+    await _patch_catalog("multitableschemas", body, memo, catalog.schema_status)
