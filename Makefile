@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable testenv testenv-down clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -37,6 +37,9 @@ bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figu
 
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
+
+deploy-local:    ## install the chart into the running testenv (data in S3, a `demo` tenant)
+	@V=$(VENV); $$V/bin/python scripts/deploy_local.py
 
 testenv-down:    ## stop everything testenv started
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/down.sh

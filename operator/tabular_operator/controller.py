@@ -162,6 +162,9 @@ class JobController:
             if body["metadata"].get("deletionTimestamp"):
                 return None
             obs = await self.observe(body)
+            train = obs.runs.get("train")
+            if train is not None and train.active and train.pod_started and not train.succeeded:
+                self.faults.crash_point("during-training")
             phase = current_phase(obs.status)
             self.metrics.set_phase(uid, phase.value if phase else None)
             decision = decide(obs)
@@ -249,9 +252,6 @@ class JobController:
         """Carry out ``decision``: actions, then the status patch, then the events."""
         meta = body["metadata"]
         namespace = meta["namespace"]
-        train = obs.runs.get("train")
-        if train is not None and train.active and train.pod_started and not train.succeeded:
-            self.faults.crash_point("during-training")
         for action in decision.actions:
             if isinstance(action, Allocate):
                 await self._allocate(body, obs, action, logger)

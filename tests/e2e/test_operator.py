@@ -1,0 +1,467 @@
+"""The operator on the real control plane: ``kubectl apply`` of a SynthesisJob ends in data.
+
+What is real: see ``operator_harness`` (apiserver, Job/GC controllers, node-agent pods running
+``tabular-runner stage``, SeaweedFS S3, the operator process). The data sets are the real
+UCI Adult and Palmer penguins tables shipped in installed packages, uploaded to S3 here.
+
+Jobs that do not depend on each other are applied together and checked one by one, so the
+operator works on several at once (as it would on a cluster) and the tier stays short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.operator_harness import (
+    REPO,
+    Cluster,
+    OperatorProcess,
+    runner_processes,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+minio = pytest.importorskip("minio")
+
+
+def _kubectl() -> str:
+    from tests.e2e.test_api import _kubectl_binary
+
+    return _kubectl_binary()
+
+
+@pytest.fixture(scope="module")
+def cluster(kubeconfig: Path) -> Cluster:
+    subprocess.run(
+        [
+            _kubectl(),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    c = Cluster(kubeconfig)
+    wait_for(
+        "the SynthesisJob CRD to be served",
+        lambda: _served(c),
+        timeout=60,
+    )
+    return c
+
+
+def _served(c: Cluster) -> bool:
+    try:
+        c.custom.list_cluster_custom_object("tabular.aumos.io", "v1alpha1", "synthesisjobs")
+    except Exception:  # noqa: BLE001 - not yet
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_server: Any) -> Any:
+    return minio.Minio(
+        s3_server.endpoint,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+        secure=False,
+        region=s3_server.region,
+    )
+
+
+@pytest.fixture(scope="module")
+def datasets(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Adult and penguins in s3://datasets/ (real tables shipped in installed packages)."""
+    from tabular_runner import datasets as ds
+    from tabular_runner.spec import DataFormat
+
+    if not s3_client.bucket_exists("datasets"):
+        s3_client.make_bucket("datasets")
+    out = tmp_path_factory.mktemp("data")
+    keys = {"adult": "uci/adult/adult.csv", "penguins": "penguins/penguins.csv"}
+    for name, key in keys.items():
+        path = out / f"{name}.csv"
+        ds.export(name, path, DataFormat.CSV)
+        s3_client.fput_object("datasets", key, str(path))
+    return {name: f"s3://datasets/{key}" for name, key in keys.items()}
+
+
+@pytest.fixture(scope="module")
+def tenant(cluster: Cluster, s3_server: Any, datasets: dict[str, str]) -> str:
+    ns = cluster.namespace("op")
+    cluster.secret(
+        ns, "datasets-s3", {"accessKey": s3_server.access_key, "secretKey": s3_server.secret_key}
+    )
+    return ns
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubeconfig: Path, s3_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kubeconfig, s3_server, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+
+
+def _penguins(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {
+            "uri": "s3://datasets/penguins/penguins.csv",
+            "secretRef": {"name": "datasets-s3"},
+        },
+        "generator": {"type": "gaussian_copula"},
+        "rows": 300,
+        "validation": {"attacks": 50},
+    }
+    body.update(spec)
+    return {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": body}
+
+
+def _example(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in obj["status"].get("conditions", [])}
+
+
+def _job_pods(cluster: Cluster, ns: str, uid: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pod in cluster.stage_pods(ns, uid):
+        step = pod.metadata.labels.get("tabular.aumos.io/step", "?")
+        counts[step] = counts.get(step, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def applied(cluster: Cluster, tenant: str, operator: OperatorProcess) -> dict[str, dict[str, Any]]:
+    """Every independent job of this module, applied at once."""
+    jobs = _example(REPO / "examples" / "cluster" / "adult-s3.yaml")
+    jobs += [_example(REPO / "examples" / "cluster" / "penguins-resample.yaml")[0]]
+    jobs += [
+        _penguins(
+            "missing-source",
+            source={"uri": "s3://datasets/nope/missing.csv", "secretRef": {"name": "datasets-s3"}},
+        ),
+        _penguins("strict-gate", qualityGate={"minFidelity": 0.999}),
+        {
+            "kind": "SynthesisJob",
+            "metadata": {"name": "no-profile"},
+            "spec": {
+                "source": {"uri": "s3://datasets/penguins/penguins.csv"},
+                "profileRef": {"name": "does-not-exist"},
+            },
+        },
+        _penguins("paused", suspend=True),
+    ]
+    created = {}
+    for body in jobs:
+        obj = cluster.create(tenant, body)
+        created[obj["metadata"]["name"]] = obj
+    return created
+
+
+def test_adult_example_completes_with_outputs_status_and_events(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    s3_client: Any,
+) -> None:
+    # Run
+    job = wait_phase(
+        cluster, tenant, "adult-gc-s3", ["COMPLETE", "FAILED"], timeout=600, operator=operator
+    )
+
+    # Assert: status
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    assert status["rowsGenerated"] == 10000
+    assert status["generator"] == "gaussian_copula"
+    assert 0.8 <= status["fidelityScore"] <= 1.0
+    assert 0.0 <= status["privacyRisk"] <= 0.2
+    assert status["trainingTimeS"] > 0 and status["generationTimeS"] > 0
+    assert status["observedGeneration"] == job["metadata"]["generation"]
+    assert _conditions(job)["Ready"] == ("True", "Complete")
+    assert _conditions(job)["Stalled"][0] == "False"
+    uid = job["metadata"]["uid"]
+    bucket, prefix = f"aumos-tab-{tenant}", f"tab-jobs/{uid}"
+    assert status["output"]["uri"] == f"s3://{bucket}/{prefix}/output.parquet"
+    # Assert: one Job and one pod per stage
+    assert sorted(j.metadata.name for j in cluster.stage_jobs(tenant, uid)) == [
+        "adult-gc-s3-generate",
+        "adult-gc-s3-train",
+        "adult-gc-s3-validate",
+    ]
+    assert _job_pods(cluster, tenant, uid) == {"train": 1, "generate": 1, "validate": 1}
+    # Assert: the store holds what the status says
+    names = {
+        o.object_name.rsplit("/", 1)[-1]
+        for o in s3_client.list_objects(bucket, prefix + "/", recursive=True)
+    }
+    assert {"output.parquet", "report.json", "report.html", "model.pkl"} <= names
+    report = json.loads(s3_client.get_object(bucket, f"{prefix}/report.json").read())
+    assert round(report["fidelityScore"], 4) == status["fidelityScore"]
+    assert report["rowsGenerated"] == status["rowsGenerated"]
+    # Assert: an Event per transition
+    reasons = {e.reason for e in cluster.events(tenant, "adult-gc-s3")}
+    assert {"Queued", "Training", "Generating", "Validating", "Complete"} <= reasons
+
+
+def test_kubectl_get_shows_the_columns(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], kubeconfig: Path
+) -> None:
+    wait_phase(cluster, tenant, "adult-gc-s3", ["COMPLETE"], timeout=600)
+    out = subprocess.run(
+        [
+            _kubectl(),
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            tenant,
+            "get",
+            "sj",
+            "adult-gc-s3",
+            "-o",
+            "wide",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.splitlines()
+    header, row = out[0].split(), out[1].split()
+    assert header[:8] == [
+        "NAME",
+        "PHASE",
+        "GENERATOR",
+        "ROWS",
+        "FIDELITY",
+        "PRIVACY-RISK",
+        "EPSILON",
+        "AGE",
+    ]
+    assert row[:4] == ["adult-gc-s3", "COMPLETE", "gaussian_copula", "10000"]
+    assert 0.8 <= float(row[4]) <= 1.0
+    assert "complete" in " ".join(row)
+
+
+def test_missing_source_fails_with_the_runners_message_and_one_pod(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    job = wait_phase(cluster, tenant, "missing-source", ["COMPLETE", "FAILED"], operator=operator)
+    assert job["status"]["phase"] == "FAILED"
+    assert "spec.source.uri" in job["status"]["errorMessage"]
+    assert _conditions(job)["Stalled"] == ("True", "InvalidInput")
+    # exit 2 is permanent: no retry, exactly one pod, and no later stage
+    assert _job_pods(cluster, tenant, job["metadata"]["uid"]) == {"train": 1}
+    assert "Traceback" not in job["status"]["errorMessage"]
+
+
+def test_gate_failure_fails_with_scores(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    job = wait_phase(cluster, tenant, "strict-gate", ["COMPLETE", "FAILED"], operator=operator)
+    status = job["status"]
+    assert status["phase"] == "FAILED"
+    assert _conditions(job)["Stalled"] == ("True", "GateFailed")
+    assert 0 < status["fidelityScore"] < 0.999
+    assert "gate" in status["errorMessage"]
+
+
+def test_missing_profile_fails_naming_the_field(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    job = wait_phase(cluster, tenant, "no-profile", ["FAILED"], timeout=60, operator=operator)
+    assert "spec.profileRef.name" in job["status"]["errorMessage"]
+    assert _conditions(job)["Stalled"] == ("True", "InvalidSpec")
+    assert cluster.stage_jobs(tenant, job["metadata"]["uid"]) == []
+
+
+def test_from_model_resamples_without_training(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    # Setup: the first job of the example trains
+    first = wait_phase(cluster, tenant, "penguins-gc", ["COMPLETE", "FAILED"], operator=operator)
+    assert first["status"]["phase"] == "COMPLETE", first["status"].get("errorMessage")
+
+    # Run: the second re-samples its model
+    cluster.create(tenant, _example(REPO / "examples" / "cluster" / "penguins-resample.yaml")[1])
+    job = wait_phase(
+        cluster, tenant, "penguins-gc-again", ["COMPLETE", "FAILED"], operator=operator
+    )
+
+    # Assert
+    assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+    assert job["status"]["rowsGenerated"] == 2000
+    steps = {
+        j.metadata.labels["tabular.aumos.io/step"]
+        for j in cluster.stage_jobs(tenant, job["metadata"]["uid"])
+    }
+    assert steps == {"generate", "validate"}
+    assert job["status"]["snapshot"]["spec"]["fromModel"]["uri"].endswith(first["metadata"]["uid"])
+
+
+def test_suspended_job_waits_and_resumes(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    # Setup: created suspended
+    wait_for(
+        "the paused job to say it is suspended",
+        lambda: (
+            _conditions(cluster.get(tenant, "paused") or {"status": {}}).get("Reconciling")
+            == ("True", "Suspended")
+        ),
+        timeout=60,
+        operator=operator,
+    )
+    uid = applied["paused"]["metadata"]["uid"]
+    time.sleep(3)
+    assert cluster.stage_jobs(tenant, uid) == []
+
+    # Run
+    cluster.patch(tenant, "paused", {"spec": {"suspend": False}})
+
+    # Assert
+    job = wait_phase(cluster, tenant, "paused", ["COMPLETE", "FAILED"], operator=operator)
+    assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+
+
+def test_profile_is_snapshotted_at_start(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    # Setup
+    cluster.create(
+        tenant,
+        {
+            "kind": "GenerationProfile",
+            "metadata": {"name": "fast-gc"},
+            "spec": {"generator": {"type": "gaussian_copula"}, "validation": {"attacks": 50}},
+        },
+    )
+    body = _penguins("with-profile")
+    del body["spec"]["generator"]
+    body["spec"]["profileRef"] = {"name": "fast-gc"}
+    cluster.create(tenant, body)
+    wait_phase(
+        cluster,
+        tenant,
+        "with-profile",
+        ["TRAINING", "GENERATING", "VALIDATING", "COMPLETE"],
+        operator=operator,
+    )
+
+    # Run: the profile changes while the job runs
+    cluster.custom.patch_namespaced_custom_object(
+        "tabular.aumos.io",
+        "v1alpha1",
+        tenant,
+        "generationprofiles",
+        "fast-gc",
+        {"spec": {"generator": {"type": "tvae", "params": {"epochs": 1}}}},
+    )
+
+    # Assert: the job keeps what it snapshotted, and says so
+    job = wait_phase(cluster, tenant, "with-profile", ["COMPLETE", "FAILED"], operator=operator)
+    assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+    assert job["status"]["generator"] == "gaussian_copula"
+    assert job["status"]["snapshot"]["profile"]["name"] == "fast-gc"
+    wait_for(
+        "a ProfileChanged event (or the job finished first)",
+        lambda: (
+            "ProfileChanged" in {e.reason for e in cluster.events(tenant, "with-profile")}
+            or job["status"]["phase"] == "COMPLETE"
+        ),
+        timeout=30,
+    )
+    profile = wait_for(
+        "the profile's status",
+        lambda: (
+            (cluster.get(tenant, "fast-gc", "generationprofiles") or {})
+            .get("status", {})
+            .get("usedBy")
+        ),
+        timeout=60,
+    )
+    assert profile == 1
+
+
+def test_delete_during_training_cleans_up_within_30s(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    # Setup: a slow training (CTGAN, many epochs) that is running
+    obj = cluster.create(
+        tenant, _penguins("to-delete", generator={"type": "ctgan", "params": {"epochs": 3000}})
+    )
+    uid = obj["metadata"]["uid"]
+    wait_for(
+        "its train process", lambda: runner_processes(uid, "train"), timeout=240, operator=operator
+    )
+
+    # Run
+    started = time.monotonic()
+    cluster.delete(tenant, "to-delete")
+
+    # Assert
+    wait_for(
+        "the SynthesisJob to be gone",
+        lambda: cluster.get(tenant, "to-delete") is None,
+        timeout=30,
+        operator=operator,
+    )
+    wait_for("its stage Jobs to be gone", lambda: cluster.stage_jobs(tenant, uid) == [], timeout=30)
+    wait_for("its pods to be gone", lambda: cluster.stage_pods(tenant, uid) == [], timeout=60)
+    wait_for("its processes to end", lambda: runner_processes(uid, "train") == [], timeout=60)
+    assert time.monotonic() - started < 90
+
+
+def test_killed_stage_pod_is_retried_and_completes(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    # Setup: a training long enough to be killed mid-way
+    obj = cluster.create(
+        tenant, _penguins("killed-once", generator={"type": "ctgan", "params": {"epochs": 40}})
+    )
+    uid = obj["metadata"]["uid"]
+    pids = wait_for(
+        "its train process", lambda: runner_processes(uid, "train"), timeout=240, operator=operator
+    )
+
+    # Run: SIGKILL, as the OOM killer would
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+    # Assert
+    job = wait_phase(
+        cluster, tenant, "killed-once", ["COMPLETE", "FAILED"], timeout=600, operator=operator
+    )
+    assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+    train = next(
+        j for j in cluster.stage_jobs(tenant, uid) if j.metadata.name == "killed-once-train"
+    )
+    assert train.status.failed == 1 and train.status.succeeded == 1
+    assert job["status"].get("retries") == 1
+    assert "StageRetried" in {e.reason for e in cluster.events(tenant, "killed-once")}
