@@ -1,7 +1,7 @@
 """Smoke tests of the local control plane: what the operator relies on behaves as in a cluster.
 
 Real: etcd, kube-apiserver (RBAC, admission incl. PodSecurity, CRD pruning, status
-subresource), kube-controller-manager (Job, garbage collector, service accounts).
+subresource), kube-controller-manager (Job, garbage collector, service accounts), kube-scheduler.
 Not real: containers are local processes started by tests/platform/node_agent.py.
 """
 
@@ -196,7 +196,7 @@ def test_job_completes_and_reports_its_termination_message(
     # Assert
     assert done
     (pod,) = job_pods(core, namespace, "smoke")
-    assert pod.spec.node_name == "aumos-local-node"
+    assert pod.spec.node_name == "aumos-cpu-node"
     assert pod.status.phase == "Succeeded"
     term = pod.status.container_statuses[0].state.terminated
     assert term.exit_code == 0
@@ -320,7 +320,7 @@ def test_gpu_pod_is_bound_and_runs(api: client.ApiClient, namespace: str) -> Non
     )
     assert done
     got = core.read_namespaced_pod("gpu", namespace)
-    assert got.spec.node_name == "aumos-local-node"
+    assert got.spec.node_name == "aumos-gpu-node"
     assert got.status.phase == "Succeeded"
 
 

@@ -1,9 +1,10 @@
-"""Pure decisions of the node agent: scheduling predicates, env resolution, image mapping, status.
+"""Pure decisions of the node agent: its nodes, env resolution, image mapping, pod status.
 
-Everything here takes plain dicts (the JSON of Kubernetes objects) and returns plain values,
-so the rules table-test without a cluster (tests/unit/test_node_agent.py); the I/O lives in
-:mod:`tests.platform.node_agent`. The rules follow the kube-scheduler and kubelet closely
-enough for the project's pods; what they leave out is listed in docs/testing.md.
+Everything here takes plain values (the JSON of Kubernetes objects, the machine's size) and
+returns plain values, so the rules table-test without a cluster (tests/unit/test_node_agent.py);
+the I/O lives in :mod:`tests.platform.node_agent`. Scheduling is not here: the real
+kube-scheduler binds pods. The kubelet rules follow the kubelet closely enough for the
+project's pods; what they leave out is listed in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -50,131 +51,97 @@ def parse_quantity(value: str | int | float) -> Decimal:
     return number * _DECIMAL[suffix]
 
 
-def _container_requests(c: Obj) -> dict[str, Decimal]:
-    res = c.get("resources") or {}
-    # The apiserver defaults requests from limits; do the same for objects built by hand.
-    merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-    return {k: parse_quantity(v) for k, v in merged.items()}
+# --------------------------------------------------------------------------- nodes
 
-
-def pod_requests(pod: Obj) -> dict[str, Decimal]:
-    """Effective requests: the sum over containers, raised to the largest init container."""
-    spec = pod.get("spec") or {}
-    total: dict[str, Decimal] = {}
-    for c in spec.get("containers") or []:
-        for k, v in _container_requests(c).items():
-            total[k] = total.get(k, Decimal(0)) + v
-    for c in spec.get("initContainers") or []:
-        for k, v in _container_requests(c).items():
-            total[k] = max(total.get(k, Decimal(0)), v)
-    return total
-
-
-# --------------------------------------------------------------------------- scheduling
+CPU_NODE = "aumos-cpu-node"
+GPU_NODE = "aumos-gpu-node"
+NODE_NAMES = (CPU_NODE, GPU_NODE)
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_LABELS = {"nvidia.com/gpu.present": "true"}
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
+#: Memory kept out of both nodes' allocatable for what runs beside the pods (the control plane,
+#: PostgreSQL, Kafka, SeaweedFS, the agent). CPU is not reserved: it is compressible.
+MEMORY_RESERVE = 1 << 30
+PODS_PER_NODE = 110  # the kubelet's default --max-pods
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the host has: CPUs (``os.cpu_count()``), memory and disk in bytes."""
+
+    cpus: int
+    memory: int
+    disk: int
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One Node the agent registers: its labels, taints, capacity and allocatable."""
+
+    name: str
+    labels: Mapping[str, str]
+    taints: tuple[Mapping[str, str], ...]
+    capacity: Mapping[str, str]
+    allocatable: Mapping[str, str]
+
+
+def meminfo_total(text: str) -> int:
+    """MemTotal of a /proc/meminfo text, in bytes."""
+    m = re.search(r"^MemTotal:\s+(\d+)\s*kB\s*$", text, re.MULTILINE)
+    if not m:
+        raise ValueError("no MemTotal line in /proc/meminfo")
+    return int(m.group(1)) * 1024
+
+
+def plan_nodes(machine: Machine) -> list[NodePlan]:
+    """The CPU node and the GPU node, sharing one machine.
+
+    Both report the machine as capacity (as a kubelet on it would). Allocatable, what the
+    scheduler packs requests against, is split evenly: each node gets half the CPUs and half of
+    the memory left after :data:`MEMORY_RESERVE`, so the requests the scheduler admits on both
+    nodes together never exceed the machine, and either node can take a pod of half of it.
+    The GPU node alone has ``nvidia.com/gpu: 1`` (there is no real GPU; it is a countable
+    resource the scheduler accounts for), the GPU label and the GPU taint.
+    """
+    if machine.cpus < 1 or machine.memory <= MEMORY_RESERVE:
+        raise ValueError(f"machine too small for two nodes: {machine}")
+    cpu_milli = machine.cpus * 1000 // 2
+    memory_ki = (machine.memory - MEMORY_RESERVE) // 2 // 1024
+    disk_ki = machine.disk // 2 // 1024
+    capacity = {
+        "cpu": str(machine.cpus),
+        "memory": f"{machine.memory // 1024}Ki",
+        "ephemeral-storage": f"{machine.disk // 1024}Ki",
+        "pods": str(PODS_PER_NODE),
+    }
+    allocatable = {
+        "cpu": f"{cpu_milli}m",
+        "memory": f"{memory_ki}Ki",
+        "ephemeral-storage": f"{disk_ki}Ki",
+        "pods": str(PODS_PER_NODE),
+    }
+    gpu = {GPU_RESOURCE: "1"}
+    return [
+        NodePlan(CPU_NODE, {}, (), capacity, allocatable),
+        NodePlan(
+            GPU_NODE,
+            dict(GPU_LABELS),
+            (dict(GPU_TAINT),),
+            {**capacity, **gpu},
+            {**allocatable, **gpu},
+        ),
+    ]
 
 
 def is_terminal(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
 
 
-def wants_binding(pod: Obj, scheduler_name: str = "default-scheduler") -> bool:
-    """True for a live, unbound, pending pod that the default scheduler should place."""
-    spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
-    return (
-        not spec.get("nodeName")
-        and not meta.get("deletionTimestamp")
-        and not is_terminal(pod)
-        and spec.get("schedulerName", "default-scheduler") == scheduler_name
-        and not spec.get("schedulingGates")
-    )
-
-
-def tolerates(tolerations: Iterable[Obj], taint: Obj) -> bool:
-    """Whether one of ``tolerations`` tolerates ``taint`` (the core/v1 matching rules)."""
-    for t in tolerations:
-        if t.get("effect") and t["effect"] != taint.get("effect"):
-            continue
-        op = t.get("operator", "Equal")
-        if not t.get("key"):
-            if op == "Exists":
-                return True
-            continue
-        if t["key"] != taint.get("key"):
-            continue
-        if op == "Exists" or t.get("value", "") == taint.get("value", ""):
-            return True
-    return False
-
-
-def _match_expression(expr: Obj, labels: Mapping[str, str]) -> bool:
-    key, op, values = expr.get("key", ""), expr.get("operator"), list(expr.get("values") or [])
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt") and key in labels and values:
-        try:
-            have, want = int(labels[key]), int(values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def _node_affinity_ok(spec: Obj, labels: Mapping[str, str]) -> bool:
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = required.get("nodeSelectorTerms") or []
-    if not terms:
-        return True
-    # Terms are ORed, expressions within a term ANDed.
-    return any(
-        all(_match_expression(e, labels) for e in (t.get("matchExpressions") or [])) for t in terms
-    )
-
-
-def unschedulable_reason(pod: Obj, node: Obj, bound: Sequence[Obj]) -> str | None:
-    """Why ``pod`` cannot go to ``node`` given the pods ``bound`` to it, or None when it fits."""
-    spec = pod.get("spec") or {}
-    labels: Mapping[str, str] = (node.get("metadata") or {}).get("labels") or {}
-    node_spec = node.get("spec") or {}
-    if node_spec.get("unschedulable"):
-        return "node is cordoned"
-    for k, v in (spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return f"node didn't match Pod's node affinity/selector ({k}={v})"
-    if not _node_affinity_ok(spec, labels):
-        return "node didn't match Pod's node affinity/selector (nodeAffinity)"
-    for taint in node_spec.get("taints") or []:
-        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(
-            spec.get("tolerations") or [], taint
-        ):
-            return f"node had untolerated taint {{{taint.get('key')}: {taint.get('value', '')}}}"
-    allocatable = {
-        k: parse_quantity(v)
-        for k, v in ((node.get("status") or {}).get("allocatable") or {}).items()
-    }
-    live = [p for p in bound if not is_terminal(p)]
-    if "pods" in allocatable and len(live) + 1 > allocatable["pods"]:
-        return "Too many pods"
-    used: dict[str, Decimal] = {}
-    for p in live:
-        for k, v in pod_requests(p).items():
-            used[k] = used.get(k, Decimal(0)) + v
-    for k, want in sorted(pod_requests(pod).items()):
-        if want <= 0:
-            continue
-        have = allocatable.get(k, Decimal(0)) - used.get(k, Decimal(0))
-        if want > have:
-            return f"Insufficient {k}"
-    return None
+def runs_here(pod: Obj, node_names: Iterable[str] = NODE_NAMES) -> bool:
+    """Whether ``pod`` is bound (by the scheduler) to one of the agent's nodes."""
+    return (pod.get("spec") or {}).get("nodeName") in set(node_names)
 
 
 # --------------------------------------------------------------------------- environment

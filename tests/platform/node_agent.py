@@ -1,10 +1,12 @@
-"""A node agent for the local control plane: scheduler + kubelet whose containers are processes.
+"""A node agent for the local control plane: the kubelet of two nodes, containers as processes.
 
-It registers one Node (``aumos-local-node`` with an ``nvidia.com/gpu`` capacity), binds the
-pending pods that fit it (nodeSelector, node affinity, taints/tolerations, resource requests),
-runs each container's command as a local process group with the pod's environment, reports
-pod and container status through the status subresource (exit codes, termination messages),
-and finalises deletion after killing the processes, as the kubelet would.
+It registers and heartbeats two Nodes sharing this machine (``aumos-cpu-node``, and
+``aumos-gpu-node`` with ``nvidia.com/gpu: 1``, a GPU label and a NoSchedule taint; sizes in
+:func:`tests.platform.agent_logic.plan_nodes`). It does not schedule: the real kube-scheduler
+binds pods. For each pod bound to one of its nodes it runs each container's command as a local
+process group with the pod's environment, reports pod and container status through the status
+subresource (exit codes, termination messages), and finalises deletion after killing the
+processes, as the kubelet would.
 
 The decisions are pure functions in :mod:`tests.platform.agent_logic`; this module only does
 I/O. It polls the apiserver (a few requests a second on loopback) rather than watching: a
@@ -24,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +45,6 @@ from tests.platform import agent_logic as logic
 
 log = logging.getLogger("node-agent")
 
-NODE_NAME = "aumos-local-node"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGES_FILE = Path(__file__).with_name("images.yaml")
 HEARTBEAT_S = 10.0
@@ -116,22 +118,23 @@ def pod_path(pod: Mapping[str, Any], sub: str = "") -> str:
 
 @dataclass
 class AgentConfig:
-    node_name: str = NODE_NAME
+    nodes: list[logic.NodePlan]
     workdir: Path = Path("/tmp/aumos-node-agent")
     pid_dir: Path | None = None
     interval: float = 0.3
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    capacity: dict[str, str] = field(
-        default_factory=lambda: {
-            "cpu": "16",
-            "memory": "64Gi",
-            "pods": "110",
-            "nvidia.com/gpu": "1",
-            "ephemeral-storage": "100Gi",
-        }
-    )
     images: list[logic.ImageEntry] = field(default_factory=list)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+
+def this_machine(workdir: Path) -> logic.Machine:
+    """CPUs, memory (/proc/meminfo) and disk (of ``workdir``'s file system) of this host."""
+    memory = logic.meminfo_total(Path("/proc/meminfo").read_text())
+    return logic.Machine(
+        cpus=os.cpu_count() or 1, memory=memory, disk=shutil.disk_usage(workdir).total
+    )
 
 
 class PodRunner(threading.Thread):
@@ -256,7 +259,7 @@ class PodRunner(threading.Thread):
             self.report()
             return None
         try:
-            env = logic.resolve_env(spec, self.pod, agent.lookup, agent.cfg.node_name)
+            env = logic.resolve_env(spec, self.pod, agent.lookup, self.spec.get("nodeName", ""))
             argv = logic.container_argv(spec, entry, env)
         except logic.ContainerConfigError as e:
             state.state, state.reason, state.message = (
@@ -441,8 +444,8 @@ class NodeAgent:
         self.kube, self.cfg = kube, cfg
         self.runners: dict[str, PodRunner] = {}
         self.deleted: set[str] = set()
-        self.unschedulable: dict[str, str] = {}
         self._last_heartbeat = 0.0
+        self._ready_since = now_iso()
         self._pid_lock = threading.Lock()
 
     # -- pid records (down.sh kills what is recorded) -------------------------------------
@@ -472,9 +475,9 @@ class NodeAgent:
             return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
         return dict(data)
 
-    # -- node ----------------------------------------------------------------------------
+    # -- nodes ---------------------------------------------------------------------------
 
-    def node_status(self) -> dict[str, Any]:
+    def node_status(self, node: logic.NodePlan) -> dict[str, Any]:
         now = now_iso()
 
         def cond(kind: str, status: str, reason: str) -> dict[str, str]:
@@ -487,8 +490,8 @@ class NodeAgent:
             }
 
         return {
-            "capacity": self.cfg.capacity,
-            "allocatable": self.cfg.capacity,
+            "capacity": dict(node.capacity),
+            "allocatable": dict(node.allocatable),
             "conditions": [
                 cond("Ready", "True", "KubeletReady"),
                 cond("MemoryPressure", "False", "KubeletHasSufficientMemory"),
@@ -497,7 +500,7 @@ class NodeAgent:
             ],
             "addresses": [
                 {"type": "InternalIP", "address": "127.0.0.1"},
-                {"type": "Hostname", "address": self.cfg.node_name},
+                {"type": "Hostname", "address": node.name},
             ],
             "nodeInfo": {
                 "architecture": "amd64",
@@ -516,53 +519,59 @@ class NodeAgent:
 
     def register(self) -> None:
         self._ready_since = now_iso()
+        for node in self.cfg.nodes:
+            self._register(node)
+        self._last_heartbeat = time.monotonic()
+
+    def _register(self, node: logic.NodePlan) -> None:
         labels = {
-            "kubernetes.io/hostname": self.cfg.node_name,
+            "kubernetes.io/hostname": node.name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            **self.cfg.labels,
+            **node.labels,
         }
         body = {
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": self.cfg.node_name, "labels": labels},
+            "metadata": {"name": node.name, "labels": labels},
         }
         try:
             self.kube.request("POST", "/api/v1/nodes", body)
         except ApiError as e:
             if e.status != 409:
                 raise
-            self.kube.merge_patch(
-                f"/api/v1/nodes/{self.cfg.node_name}", {"metadata": {"labels": labels}}
-            )
+            self.kube.merge_patch(f"/api/v1/nodes/{node.name}", {"metadata": {"labels": labels}})
         self.kube.merge_patch(
-            f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()}
+            f"/api/v1/nodes/{node.name}/status", {"status": self.node_status(node)}
         )
         # TaintNodesByCondition adds node.kubernetes.io/not-ready at creation and the (absent)
         # node-lifecycle controller would lift it; the node is Ready, so set the taints we mean.
         self.kube.merge_patch(
-            f"/api/v1/nodes/{self.cfg.node_name}", {"spec": {"taints": self.cfg.taints or None}}
+            f"/api/v1/nodes/{node.name}",
+            {"spec": {"taints": [dict(t) for t in node.taints] or None}},
         )
-        self._last_heartbeat = time.monotonic()
-        log.info("node %s registered: capacity %s", self.cfg.node_name, self.cfg.capacity)
+        log.info(
+            "node %s registered: capacity %s, allocatable %s, taints %s",
+            node.name,
+            dict(node.capacity),
+            dict(node.allocatable),
+            list(node.taints),
+        )
 
     def heartbeat(self) -> None:
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_S:
-            self.kube.merge_patch(
-                f"/api/v1/nodes/{self.cfg.node_name}/status", {"status": self.node_status()}
-            )
+            for node in self.cfg.nodes:
+                self.kube.merge_patch(
+                    f"/api/v1/nodes/{node.name}/status", {"status": self.node_status(node)}
+                )
             self._last_heartbeat = time.monotonic()
 
     # -- the loop ----------------------------------------------------------------------------
 
     def tick(self) -> None:
         self.heartbeat()
-        node = self.kube.get(f"/api/v1/nodes/{self.cfg.node_name}")
         pods = self.kube.get("/api/v1/pods")["items"]
-        mine = [p for p in pods if (p.get("spec") or {}).get("nodeName") == self.cfg.node_name]
-        for pod in pods:
-            if logic.wants_binding(pod):
-                self.schedule(pod, node, mine)
+        mine = [p for p in pods if logic.runs_here(p, self.cfg.node_names)]
         seen = set()
         for pod in mine:
             uid = pod["metadata"]["uid"]
@@ -584,43 +593,6 @@ class NodeAgent:
                 if not runner.is_alive():
                     del self.runners[uid]
         self.deleted &= seen
-
-    def schedule(
-        self, pod: dict[str, Any], node: Mapping[str, Any], mine: list[dict[str, Any]]
-    ) -> None:
-        uid = pod["metadata"]["uid"]
-        reason = logic.unschedulable_reason(pod, node, mine)
-        if reason is None:
-            meta = pod["metadata"]
-            body = {
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": {"name": meta["name"], "uid": uid},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": self.cfg.node_name},
-            }
-            try:
-                self.kube.request("POST", pod_path(pod, "/binding"), body)
-            except ApiError as e:
-                log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], e)
-                return
-            pod["spec"]["nodeName"] = self.cfg.node_name
-            mine.append(pod)
-            self.unschedulable.pop(uid, None)
-            log.info("bound %s/%s", meta["namespace"], meta["name"])
-            return
-        message = f"0/1 nodes are available: 1 {reason}."
-        if self.unschedulable.get(uid) == message:
-            return
-        self.unschedulable[uid] = message
-        cond = {
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "Unschedulable",
-            "message": message,
-            "lastTransitionTime": now_iso(),
-        }
-        with contextlib.suppress(ApiError):
-            self.kube.merge_patch(pod_path(pod, "/status"), {"status": {"conditions": [cond]}})
 
     def finalize_delete(self, pod: Mapping[str, Any]) -> None:
         """The kubelet's last step: delete with grace 0 once no process of the pod is left."""
@@ -662,39 +634,26 @@ class NodeAgent:
             runner.join(timeout=MAX_GRACE_S + 10)
 
 
-def _parse_taint(text: str) -> dict[str, str]:
-    kv, _, effect = text.partition(":")
-    key, _, value = kv.partition("=")
-    return {"key": key, "value": value, "effect": effect or "NoSchedule"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--pid-dir", type=Path)
-    ap.add_argument("--node-name", default=NODE_NAME)
     ap.add_argument("--images", type=Path, default=IMAGES_FILE)
-    ap.add_argument("--label", action="append", default=[], help="k=v node label (repeatable)")
-    ap.add_argument(
-        "--taint", action="append", default=[], help="k=v:Effect node taint (repeatable)"
-    )
     ap.add_argument("--interval", type=float, default=0.3)
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s"
     )
     placeholders = {"python_bin": str(Path(sys.executable).parent), "repo": str(REPO_ROOT)}
+    args.workdir.mkdir(parents=True, exist_ok=True)
     cfg = AgentConfig(
-        node_name=args.node_name,
+        nodes=logic.plan_nodes(this_machine(args.workdir)),
         workdir=args.workdir,
         pid_dir=args.pid_dir,
         interval=args.interval,
-        labels={"nvidia.com/gpu.present": "true", **dict(s.split("=", 1) for s in args.label)},
-        taints=[_parse_taint(t) for t in args.taint],
         images=logic.load_image_table(yaml.safe_load(args.images.read_text()), placeholders),
     )
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

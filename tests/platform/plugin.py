@@ -2,9 +2,10 @@
 
 Loaded from the root conftest (``pytest_plugins = ["tests.platform.plugin"]``).
 
-What is real: etcd, kube-apiserver, kube-controller-manager (Kubernetes' own code), PostgreSQL,
-Kafka and SeaweedFS. What is not: the kubelet and scheduler, replaced by
-:mod:`tests.platform.node_agent`, which runs containers as local processes.
+What is real: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (Kubernetes' own
+code), PostgreSQL, Kafka and SeaweedFS. What is not: the kubelet of the two nodes
+(``aumos-cpu-node``, ``aumos-gpu-node``), replaced by :mod:`tests.platform.node_agent`, which
+runs containers as local processes.
 
 Attach or start: when ``make testenv`` left a healthy ``.testenv/``, fixtures use it and stop
 nothing. Otherwise each fixture starts only the component it needs (``postgres_dsn`` starts
@@ -194,6 +195,13 @@ def helm_bin() -> Path:
 def kubeconform_bin() -> Path:
     """The pinned kubeconform binary (built into the cache on first use)."""
     return testenv.build_tool("kubeconform", paths.cache_root() / "logs")
+
+
+@pytest.fixture(scope="session")
+def kstatus_bin() -> Path:
+    """A command around kstatus (sigs.k8s.io/cli-utils, Flux's health checker): one object as
+    JSON on stdin, ``{"status": ..., "message": ...}`` on stdout (built on first use)."""
+    return testenv.build_tool("kstatus", paths.cache_root() / "logs")
 
 
 @pytest.fixture(scope="session")

@@ -153,17 +153,31 @@ def start_apiserver(pg: ProcessGroup, binary: Path, etcd_url: str, pki: Path) ->
     return server
 
 
+#: kube-controller-manager's controllers (v1.34 names; ``--help`` lists them): Jobs, garbage
+#: collection, namespaces, service accounts and their tokens, TTL of finished Jobs, the
+#: kube-root-ca.crt ConfigMap, and Deployments/ReplicaSets (so a chart's Deployment gets its pod).
 CONTROLLERS = ",".join(
     (
-        "job",
-        "garbagecollector",
-        "namespace",
-        "serviceaccount",
-        "serviceaccount-token",
-        "ttl-after-finished",
-        "root-ca-cert-publisher",
+        "job-controller",
+        "garbage-collector-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "serviceaccount-token-controller",
+        "ttl-after-finished-controller",
+        "root-ca-certificate-publisher-controller",
+        "deployment-controller",
+        "replicaset-controller",
     )
 )
+
+
+def _insecure_healthz(port: int) -> bool:
+    """GET https://127.0.0.1:<port>/healthz of a component with a self-signed serving cert."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(f"https://{LOOPBACK}:{port}/healthz", context=ctx, timeout=2) as r:
+        return bool(r.status == 200)
 
 
 def start_controller_manager(
@@ -188,17 +202,7 @@ def start_controller_manager(
         "--v=1",
     ]
     proc = pg.start("kube-controller-manager", cmd)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(
-            f"https://{LOOPBACK}:{port}/healthz", context=ctx, timeout=2
-        ) as r:
-            return r.status == 200
-
-    pg.wait_ready("kube-controller-manager", proc, healthy, timeout=60)
+    pg.wait_ready("kube-controller-manager", proc, lambda: _insecure_healthz(port), timeout=60)
     # The serviceaccount controller creates "default" in every namespace; pods need it.
     pg.wait_ready(
         "kube-controller-manager",
@@ -208,6 +212,31 @@ def start_controller_manager(
         ),
         timeout=60,
     )
+
+
+# --------------------------------------------------------------------------- kube-scheduler
+
+
+def start_scheduler(pg: ProcessGroup, binary: Path, kubeconfig: Path) -> None:
+    """Start the real kube-scheduler (default profile) with ``kubeconfig``; wait for /healthz.
+
+    It talks to the apiserver with the admin kubeconfig (system:masters); a real cluster gives
+    it the system:kube-scheduler identity, whose bootstrap RBAC role would serve as well.
+    """
+    port = procs.free_port()
+    cmd = [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={port}",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+    proc = pg.start("kube-scheduler", cmd)
+    pg.wait_ready("kube-scheduler", proc, lambda: _insecure_healthz(port), timeout=60)
 
 
 # --------------------------------------------------------------------------- PostgreSQL

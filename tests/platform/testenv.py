@@ -4,7 +4,8 @@
 and ``down.sh`` run. ``up`` leaves ``<state>/env.json`` (read back by the pytest plugin to
 attach) and ``<state>/env.sh`` (for people: ``source .testenv/env.sh``).
 
-Components: ``k8s`` (etcd, kube-apiserver, kube-controller-manager, node agent), ``postgres``,
+Components: ``k8s`` (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, node
+agent), ``postgres``,
 ``kafka``, ``s3``; each can be started alone, so integration tests start only what they use.
 """
 
@@ -22,12 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.platform import build, paths, procs, services, versions
+from tests.platform.agent_logic import NODE_NAMES
 from tests.platform.procs import ProcessGroup, StartError
 
 COMPONENTS = ("k8s", "postgres", "kafka", "s3")
 #: Stop order: the agent first (it kills pod processes), etcd last.
 STOP_ORDER = (
     "node-agent",
+    "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
     "kafka",
@@ -63,7 +66,7 @@ class Env:
         if self.database_url:
             out["AUMOS_DATABASE_URL"] = self.database_url
         if self.kafka_bootstrap:
-            out["AUMOS_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+            out["AUMOS_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
         s3 = self.s3_server
         if s3 is not None:
             out |= {
@@ -115,11 +118,15 @@ def healthy(env: Env) -> bool:
     return all(procs.port_open(int(ep.rsplit(":", 1)[1])) for ep in endpoints)
 
 
-TOOLS = {"helm": build.build_helm, "kubeconform": build.build_kubeconform}
+TOOLS = {
+    "helm": build.build_helm,
+    "kubeconform": build.build_kubeconform,
+    "kstatus": build.build_kstatus,
+}
 
 
 def build_tool(name: str, log_dir: Path) -> Path:
-    """Build helm or kubeconform on demand (cached); return the binary."""
+    """Build helm, kubeconform or kstatus on demand (cached); return the binary."""
     with build.cache_lock():
         if not build.is_cached(name):
             _say(f"building {name} (once; log {log_dir / f'build-{name}.log'})")
@@ -129,9 +136,9 @@ def build_tool(name: str, log_dir: Path) -> Path:
 def build_all(components: Iterable[str], log_dir: Path, *, tools: bool = False) -> dict[str, Path]:
     """Build/fetch what ``components`` need (cached); return the binaries by name.
 
-    ``tools`` adds helm and kubeconform (``make testenv`` puts them on PATH; tests that need
-    them use the ``helm_bin``/``kubeconform_bin`` fixtures). Holds the cache lock, so
-    concurrent sessions wait for one build instead of racing.
+    ``tools`` adds helm, kubeconform and kstatus (``make testenv`` puts them on PATH; tests
+    that need them use the ``helm_bin``/``kubeconform_bin``/``kstatus_bin`` fixtures). Holds
+    the cache lock, so concurrent sessions wait for one build instead of racing.
     """
     out: dict[str, Path] = {}
     comps = set(components)
@@ -144,7 +151,7 @@ def build_all(components: Iterable[str], log_dir: Path, *, tools: bool = False) 
                 out[name] = fn(log_dir)
             if not build.is_cached("k8s"):
                 _say(
-                    f"building kube-apiserver, kube-controller-manager, kubectl "
+                    f"building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl "
                     f"{versions.KUBERNETES} (once, ~10-20 min; log {log_dir / 'build-k8s.log'})"
                 )
             out["k8s"] = build.build_k8s(log_dir)
@@ -214,8 +221,10 @@ def _start_k8s(pg: ProcessGroup, state: Path, bins: dict[str, Path], env: Env) -
         pg, bins["k8s"] / "kube-controller-manager", server, kubeconfig, pki_dir
     )
     _say(f"kube-controller-manager ready ({time.monotonic() - t0:.1f}s)")
+    services.start_scheduler(pg, bins["k8s"] / "kube-scheduler", kubeconfig)
+    _say(f"kube-scheduler ready ({time.monotonic() - t0:.1f}s)")
     start_node_agent(pg, kubeconfig, state / "agent", server, pki_dir)
-    _say(f"node agent ready: node aumos-local-node ({time.monotonic() - t0:.1f}s)")
+    _say(f"node agent ready: nodes {', '.join(NODE_NAMES)} ({time.monotonic() - t0:.1f}s)")
     env.kubeconfig, env.server, env.pki = str(kubeconfig), server, str(pki_dir)
     env.path = [str(bins["k8s"]), str(paths.bin_dir())]
 
@@ -237,15 +246,20 @@ def start_node_agent(
     )
     proc = pg.start("node-agent", cmd, env=env, cwd=paths.REPO_ROOT)
 
-    def ready() -> bool:
-        code, body = services.k8s_get(server, pki_dir, "/api/v1/nodes/aumos-local-node")
+    def node_ready(name: str) -> bool:
+        code, body = services.k8s_get(server, pki_dir, f"/api/v1/nodes/{name}")
         if code != 200:
             return False
         node = json.loads(body)
         conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-        return conds.get("Ready") == "True" and not node.get("spec", {}).get("taints")
+        # Ready, and the creation-time node.kubernetes.io/not-ready taint replaced by the
+        # node's own taints (none on the CPU node, nvidia.com/gpu on the GPU node).
+        taints = node.get("spec", {}).get("taints") or []
+        return conds.get("Ready") == "True" and not any(
+            t.get("key", "").startswith("node.kubernetes.io/") for t in taints
+        )
 
-    pg.wait_ready("node-agent", proc, ready, timeout=60)
+    pg.wait_ready("node-agent", proc, lambda: all(node_ready(n) for n in NODE_NAMES), timeout=60)
 
 
 def stop(state: Path) -> list[int]:

@@ -1,4 +1,4 @@
-"""The node agent's pure rules (tests/platform/agent_logic.py): scheduling, env, images, status.
+"""The node agent's pure rules (tests/platform/agent_logic.py): nodes, env, images, status.
 
 Nothing is faked: the functions take plain Kubernetes JSON and return values.
 """
@@ -14,31 +14,13 @@ from tests.platform import agent_logic as logic
 
 pytestmark = pytest.mark.unit
 
-NODE: dict[str, Any] = {
-    "metadata": {
-        "name": "n",
-        "labels": {"kubernetes.io/os": "linux", "nvidia.com/gpu.present": "true", "zone": "a"},
-    },
-    "spec": {},
-    "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "3", "nvidia.com/gpu": "1"}},
-}
 
-
-def pod(
-    name: str = "p", *, requests: dict[str, str] | None = None, phase: str = "Pending", **spec: Any
-) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "c", "image": "python:3.11"}
-    if requests:
-        container["resources"] = {"requests": requests}
+def pod(name: str = "p", *, phase: str = "Pending", **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
-        "spec": {"containers": [container], **spec},
+        "spec": {"containers": [{"name": "c", "image": "python:3.11"}], **spec},
         "status": {"phase": phase},
     }
-
-
-def tainted(*taints: dict[str, str]) -> dict[str, Any]:
-    return {**NODE, "spec": {"taints": list(taints)}}
 
 
 @pytest.mark.parametrize(
@@ -63,159 +45,76 @@ def test_parse_quantity_rejects_garbage() -> None:
         logic.parse_quantity("lots")
 
 
-def test_pod_requests_sum_containers_and_take_the_largest_init_container() -> None:
-    p = pod(requests={"cpu": "1"})
-    p["spec"]["containers"].append({"name": "d", "resources": {"limits": {"nvidia.com/gpu": "1"}}})
-    p["spec"]["initContainers"] = [{"name": "i", "resources": {"requests": {"cpu": "3"}}}]
-    assert logic.pod_requests(p) == {"cpu": Decimal(3), "nvidia.com/gpu": Decimal(1)}
+# --------------------------------------------------------------------------- nodes
+
+GiB = 2**30
+MEMINFO = "MemTotal:       24684084 kB\nMemFree:        20000000 kB\nMemAvailable:   1 kB\n"
+
+
+def test_meminfo_total_reads_mem_total_in_bytes() -> None:
+    assert logic.meminfo_total(MEMINFO) == 24684084 * 1024
+
+
+def test_meminfo_total_rejects_text_without_it() -> None:
+    with pytest.raises(ValueError, match="MemTotal"):
+        logic.meminfo_total("MemFree: 1 kB\n")
 
 
 @pytest.mark.parametrize(
-    ("candidate", "node", "bound", "reason"),
+    "machine",
     [
-        (pod(), NODE, [], None),
-        (pod(nodeSelector={"zone": "a"}), NODE, [], None),
-        (
-            pod(nodeSelector={"zone": "b"}),
-            NODE,
-            [],
-            "node didn't match Pod's node affinity/selector (zone=b)",
-        ),
-        (
-            pod(
-                affinity={
-                    "nodeAffinity": {
-                        "requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {"key": "zone", "operator": "In", "values": ["b"]}
-                                    ]
-                                },
-                                {
-                                    "matchExpressions": [
-                                        {"key": "nvidia.com/gpu.present", "operator": "Exists"}
-                                    ]
-                                },
-                            ]
-                        }
-                    }
-                }
-            ),
-            NODE,
-            [],
-            None,
-        ),
-        (
-            pod(
-                affinity={
-                    "nodeAffinity": {
-                        "requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {"key": "zone", "operator": "NotIn", "values": ["a"]}
-                                    ]
-                                }
-                            ]
-                        }
-                    }
-                }
-            ),
-            NODE,
-            [],
-            "node didn't match Pod's node affinity/selector (nodeAffinity)",
-        ),
-        (
-            pod(),
-            tainted({"key": "gpu", "value": "yes", "effect": "NoSchedule"}),
-            [],
-            "node had untolerated taint {gpu: yes}",
-        ),
-        (
-            pod(tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]),
-            tainted({"key": "gpu", "value": "yes", "effect": "NoSchedule"}),
-            [],
-            None,
-        ),
-        (
-            pod(tolerations=[{"key": "gpu", "operator": "Equal", "value": "no"}]),
-            tainted({"key": "gpu", "value": "yes", "effect": "NoSchedule"}),
-            [],
-            "node had untolerated taint {gpu: yes}",
-        ),
-        (
-            pod(tolerations=[{"operator": "Exists"}]),
-            tainted({"key": "x", "effect": "NoExecute"}),
-            [],
-            None,
-        ),
-        (pod(), tainted({"key": "soft", "effect": "PreferNoSchedule"}), [], None),
-        (pod(requests={"nvidia.com/gpu": "1"}), NODE, [], None),
-        (
-            pod(requests={"nvidia.com/gpu": "1"}),
-            NODE,
-            [pod("other", requests={"nvidia.com/gpu": "1"}, phase="Running")],
-            "Insufficient nvidia.com/gpu",
-        ),
-        (
-            pod(requests={"nvidia.com/gpu": "1"}),
-            NODE,
-            [pod("done", requests={"nvidia.com/gpu": "1"}, phase="Succeeded")],
-            None,
-        ),
-        (pod(requests={"cpu": "4500m"}), NODE, [], "Insufficient cpu"),
-        (
-            pod(requests={"memory": "6Gi"}),
-            NODE,
-            [pod("o", requests={"memory": "3Gi"}, phase="Running")],
-            "Insufficient memory",
-        ),
-        (pod(requests={"example.com/fpga": "1"}), NODE, [], "Insufficient example.com/fpga"),
-        (pod(), NODE, [pod(f"o{i}", phase="Running") for i in range(3)], "Too many pods"),
-        (pod(), {**NODE, "spec": {"unschedulable": True}}, [], "node is cordoned"),
+        logic.Machine(cpus=2, memory=24684084 * 1024, disk=64 * GiB),
+        logic.Machine(cpus=16, memory=128 * GiB, disk=1000 * GiB),
+        logic.Machine(cpus=1, memory=3 * GiB + 12345, disk=10 * GiB + 7),
     ],
-    ids=[
-        "fits",
-        "selector-match",
-        "selector-miss",
-        "affinity-terms-ored",
-        "affinity-notin",
-        "taint-untolerated",
-        "taint-tolerated-exists",
-        "taint-wrong-value",
-        "tolerate-everything",
-        "prefer-no-schedule-ignored",
-        "gpu-free",
-        "gpu-taken",
-        "gpu-freed-by-finished-pod",
-        "cpu-short",
-        "memory-short",
-        "unknown-resource",
-        "pod-count",
-        "cordoned",
-    ],
+    ids=["dev-2cpu-24g", "big", "odd-sizes"],
 )
-def test_unschedulable_reason(
-    candidate: dict[str, Any], node: dict[str, Any], bound: list[dict[str, Any]], reason: str | None
-) -> None:
-    assert logic.unschedulable_reason(candidate, node, bound) == reason
+def test_nodes_share_the_machine_without_overcommitting_it(machine: logic.Machine) -> None:
+    cpu, gpu = logic.plan_nodes(machine)
+    for node in (cpu, gpu):
+        # Capacity is the machine, as a kubelet on it would report.
+        assert logic.parse_quantity(node.capacity["cpu"]) == machine.cpus
+        assert logic.parse_quantity(node.capacity["memory"]) == machine.memory // 1024 * 1024
+        assert node.allocatable["pods"] == "110"
+    # (resource, what both nodes may share, the rounding each node's half may lose)
+    for resource, whole, rounding in (
+        ("cpu", Decimal(machine.cpus), Decimal("0.001")),
+        ("memory", Decimal(machine.memory - logic.MEMORY_RESERVE), Decimal(1024)),
+        ("ephemeral-storage", Decimal(machine.disk), Decimal(1024)),
+    ):
+        halves = [logic.parse_quantity(n.allocatable[resource]) for n in (cpu, gpu)]
+        assert sum(halves) <= whole
+        assert halves[0] == halves[1]
+        assert halves[0] > whole / 2 - rounding
+
+
+def test_only_the_gpu_node_has_the_gpu_its_label_and_its_taint() -> None:
+    cpu, gpu = logic.plan_nodes(logic.Machine(cpus=2, memory=8 * GiB, disk=GiB))
+    assert (cpu.name, gpu.name) == logic.NODE_NAMES == ("aumos-cpu-node", "aumos-gpu-node")
+    assert "nvidia.com/gpu" not in cpu.capacity and "nvidia.com/gpu" not in cpu.allocatable
+    assert cpu.labels == {} and cpu.taints == ()
+    assert gpu.capacity["nvidia.com/gpu"] == gpu.allocatable["nvidia.com/gpu"] == "1"
+    assert gpu.labels == {"nvidia.com/gpu.present": "true"}
+    assert gpu.taints == ({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},)
+
+
+def test_a_machine_without_memory_beyond_the_reserve_is_refused() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        logic.plan_nodes(logic.Machine(cpus=4, memory=logic.MEMORY_RESERVE, disk=GiB))
 
 
 @pytest.mark.parametrize(
-    ("candidate", "wanted"),
+    ("candidate", "mine"),
     [
-        (pod(), True),
-        (pod(nodeName="n"), False),
-        ({**pod(), "metadata": {"name": "p", "deletionTimestamp": "2024-01-01T00:00:00Z"}}, False),
-        (pod(phase="Failed"), False),
-        (pod(schedulerName="other"), False),
-        (pod(schedulingGates=[{"name": "kueue"}]), False),
+        (pod(), False),
+        (pod(nodeName="aumos-cpu-node"), True),
+        (pod(nodeName="aumos-gpu-node"), True),
+        (pod(nodeName="someone-elses-node"), False),
     ],
-    ids=["pending", "bound", "deleting", "terminal", "other-scheduler", "gated"],
+    ids=["unbound", "cpu-node", "gpu-node", "other-node"],
 )
-def test_wants_binding(candidate: dict[str, Any], wanted: bool) -> None:
-    assert logic.wants_binding(candidate) is wanted
+def test_the_agent_runs_only_pods_bound_to_its_nodes(candidate: dict[str, Any], mine: bool) -> None:
+    assert logic.runs_here(candidate) is mine
 
 
 # --------------------------------------------------------------------------- env
