@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the local test environment (docs/testing.md): etcd, kube-apiserver,
+# Start the local test environment (docs/testing.md): etcd, kube-apiserver, kube-scheduler,
 # kube-controller-manager, the node agent, PostgreSQL, Kafka and SeaweedFS (S3), all on
 # 127.0.0.1, state in .testenv/. Builds what is missing into the cache first.
 #   scripts/testenv/up.sh [--components k8s,postgres,kafka,s3]
