@@ -89,19 +89,11 @@ def _read_manifest(path: str) -> Manifest:
     return Manifest(job, profiles, schemas, file.resolve().parent)
 
 
-def _check_runnable(job: SynthesisJob, *, multi_table: bool = False) -> None:
-    if job.spec.schema_ref is not None and not multi_table:
-        raise UserInputError(
-            "spec.schemaRef",
-            "multi-table jobs run as one process, not as separate stages",
-            "run them with `tabular-runner run`",
-        )
+def _check_runnable(job: SynthesisJob) -> None:
     if job.spec.from_model is not None:
-        raise UserInputError(
-            "spec.fromModel",
-            "re-sampling an earlier model is not available in this version of the runner",
-            "remove fromModel to train a new model",
-        )
+        from tabular_runner.from_model import model_uri
+
+        model_uri(job)  # a jobName only the operator can resolve is refused here
 
 
 def _publish(staging: Path, out: Path, *, withhold: tuple[str, ...] = ()) -> None:
@@ -125,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     manifest = _read_manifest(args.manifest)
     job, base_dir = manifest.job, manifest.base_dir
-    _check_runnable(job, multi_table=True)
+    _check_runnable(job)
     schema = manifest.schema_for(job) if job.spec.schema_ref is not None else None
     # Data files that a failed gate withholds: the single output, or one file per table.
     data_files = (
@@ -196,50 +188,95 @@ def cmd_engines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_from_args(args: argparse.Namespace) -> tuple[SynthesisJob, Path]:
+def _parse_json(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(option, f"is not valid JSON ({exc.msg})", "") from None
+
+
+def _job_from_args(
+    args: argparse.Namespace,
+) -> tuple[SynthesisJob, Path, MultiTableSchema | None]:
+    """The job, the folder its relative uris resolve against, and its schema (multi-table)."""
+    manifest: Manifest | None = None
     if args.job_json:
-        try:
-            document = json.loads(args.job_json)
-        except json.JSONDecodeError as exc:
-            raise UserInputError("--job-json", f"is not valid JSON ({exc.msg})", "") from None
-        resource = parse_resource(document, "job")
+        resource = parse_resource(_parse_json(args.job_json, "--job-json"), "job")
         if not isinstance(resource, SynthesisJob):
             raise UserInputError("job.kind", "must be SynthesisJob", "")
-        return resource, Path(args.base_dir or Path.cwd()).resolve()
-    if args.job:
+        job, base_dir = resource, Path(args.base_dir or Path.cwd()).resolve()
+    elif args.job:
         manifest = _read_manifest(args.job)
-        job, base_dir = manifest.job, manifest.base_dir
-        return job, Path(args.base_dir).resolve() if args.base_dir else base_dir
-    raise UserInputError("--job", "no job given", "pass --job FILE or --job-json JSON")
+        job = manifest.job
+        base_dir = Path(args.base_dir).resolve() if args.base_dir else manifest.base_dir
+    else:
+        raise UserInputError("--job", "no job given", "pass --job FILE or --job-json JSON")
+    if job.spec.schema_ref is None:
+        return job, base_dir, None  # a schema given anyway is not needed, so not read
+    if args.schema_json:
+        schema = parse_resource(_parse_json(args.schema_json, "--schema-json"), "schema")
+        if not isinstance(schema, MultiTableSchema):
+            raise UserInputError("schema.kind", "must be MultiTableSchema", "")
+        return job, base_dir, schema
+    if manifest is not None:
+        return job, base_dir, manifest.schema_for(job)
+    raise UserInputError(
+        "spec.schemaRef",
+        f"names MultiTableSchema {job.spec.schema_ref.name!r}, but no schema was given",
+        "pass the MultiTableSchema as JSON with --schema-json (or $AUMOS_SCHEMA_JSON)",
+    )
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    """Run one stage; write its compact JSON result to the termination log."""
+    """Run one stage; write its compact JSON result to the termination log.
+
+    Progress goes to ``stages/progress.json`` in the store (see
+    :class:`~tabular_runner.progress.StoreProgress`): the pod has no Kubernetes credentials,
+    the operator reads it from there. A job with ``schemaRef`` runs the multi-table stages.
+    """
     from tabular_runner.pipeline import STAGE_FUNCTIONS, StageContext, compact_result
+    from tabular_runner.progress import StoreProgress
     from tabular_runner.storage import open_store
     from tabular_runner.storage.s3 import S3Settings
 
     log_path = Path(args.termination_log)
+    progress: StoreProgress | None = None
     try:
-        job, base_dir = _job_from_args(args)
+        job, base_dir, schema = _job_from_args(args)
         _check_runnable(job)
-        s3 = S3Settings.from_env() if args.store.startswith("s3://") or _uses_s3(job) else None
-        store = open_store(args.store, base_dir=base_dir, s3=s3)
-        ctx = StageContext(base_dir=base_dir, s3=s3)
-        result = STAGE_FUNCTIONS[args.stage](job, store, ctx)
+        uses_s3 = args.store.startswith("s3://") or _uses_s3(job, schema)
+        s3 = S3Settings.from_env() if uses_s3 else None
+        store = open_store(args.store, base_dir=base_dir, s3=s3, field="--store")
+        progress = StoreProgress(store)
+        ctx = StageContext(base_dir=base_dir, s3=s3, progress=progress)
+        if schema is not None:
+            from tabular_runner.multitable import MULTITABLE_STAGES
+
+            result = MULTITABLE_STAGES[args.stage](schema, job, store, ctx)
+        else:
+            result = STAGE_FUNCTIONS[args.stage](job, store, ctx)
     except TabularError as exc:
         _write_termination(
             log_path,
             {"stage": args.stage, "ok": False, "error": exc.message, "exitCode": exc.exit_code},
         )
         raise
+    finally:
+        if progress is not None:
+            progress.flush()
     _write_termination(log_path, result)
     print(compact_result(result))  # noqa: T201 - the stage protocol's stdout copy
     return 0
 
 
-def _uses_s3(job: SynthesisJob) -> bool:
-    return job.spec.source is not None and job.spec.source.uri.startswith("s3://")
+def _uses_s3(job: SynthesisJob, schema: MultiTableSchema | None) -> bool:
+    spec = job.spec
+    uris = [
+        spec.source.uri if spec.source else "",
+        (spec.from_model.uri or "") if spec.from_model else "",
+    ]
+    uris += [t.source.uri for t in schema.spec.tables] if schema is not None else []
+    return any(uri.startswith("s3://") for uri in uris)
 
 
 def _write_termination(path: Path, result: dict[str, Any]) -> None:
@@ -304,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument(
         "--store", required=True, help="artifact root: s3://bucket/prefix or file://dir"
+    )
+    stage.add_argument(
+        "--schema-json",
+        default=os.environ.get("AUMOS_SCHEMA_JSON"),
+        help="the MultiTableSchema of a schemaRef job, as JSON (default: $AUMOS_SCHEMA_JSON)",
     )
     stage.add_argument("--base-dir", help="folder relative file:// uris resolve against")
     stage.add_argument(

@@ -25,7 +25,10 @@ never crosses engines, except that ``auto``'s train stage, when it picks another
 generator, stores the pick and returns ``{"handoff": engine}`` instead of training.
 
 The real data never goes into the store: the validate stage re-reads the source and
-re-derives the same train/holdout split from the job's seed.
+re-derives the same train/holdout split from the job's seed. ``stages/train.json`` records
+the source (``uri``, ``format``), which is what a ``fromModel`` job without a source of its
+own reads (:mod:`tabular_runner.from_model`: such a job has no train stage; generate first
+copies the earlier job's model into the store).
 """
 
 from __future__ import annotations
@@ -38,18 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from tabular_runner import engines
 from tabular_runner.errors import EngineError, GateFailedError, TabularError, UserInputError
+from tabular_runner.profiles import resolve_profile as resolve_profile
 from tabular_runner.spec import (
     DataFormat,
-    GenerationProfile,
     GeneratorSpec,
     GeneratorType,
+    SourceSpec,
     SynthesisJob,
     SynthesisJobSpec,
-    describe_validation_error,
 )
 
 if TYPE_CHECKING:
@@ -89,41 +90,6 @@ class StageContext:
 # Pure helpers
 
 
-def resolve_profile(job: SynthesisJob, profiles: list[GenerationProfile]) -> SynthesisJob:
-    """Return ``job`` with its ``profileRef`` folded in (job fields win over the profile's).
-
-    Raises:
-        UserInputError: if the referenced profile is not among ``profiles``.
-    """
-    ref = job.spec.profile_ref
-    if ref is None:
-        return job
-    matches = [p for p in profiles if p.metadata.name == ref.name]
-    if not matches:
-        known = ", ".join(p.metadata.name for p in profiles) or "none"
-        raise UserInputError(
-            "spec.profileRef.name",
-            f"GenerationProfile {ref.name!r} not found (profiles given: {known})",
-            "add the GenerationProfile document to the manifest or fix the name",
-        )
-    profile = matches[0].spec
-    merged = job.spec.model_copy(deep=True)
-    explicit = job.spec.model_fields_set
-    if merged.generator is None:
-        merged.generator = profile.generator.model_copy(deep=True)
-    if merged.privacy is None and profile.privacy is not None:
-        merged.privacy = profile.privacy.model_copy()
-    for name in ("quality_gate", "validation", "resources"):
-        if name not in explicit:
-            setattr(merged, name, getattr(profile, name).model_copy(deep=True))
-    # Re-validate the combination (e.g. a DP profile generator needs privacy).
-    try:
-        checked = SynthesisJobSpec.model_validate(merged.model_dump(by_alias=True))
-    except ValidationError as exc:
-        raise describe_validation_error(exc, "spec") from None
-    return job.model_copy(update={"spec": checked})
-
-
 def target_rows(spec: SynthesisJobSpec, source_rows: int) -> int:
     """Rows to generate: ``rows``, else ``scale`` × source rows, else the source's row count."""
     if spec.rows is not None:
@@ -149,9 +115,18 @@ def compact_result(result: dict[str, Any], limit: int = 4096) -> str:
     text = json.dumps(result, separators=(",", ":"), sort_keys=True, default=str)
     if len(text.encode()) <= limit:
         return text
-    # Drop bulky detail first; the full result is in the store.
-    slim = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
-    slim["truncated"] = True
+    # Drop bulky detail, largest first, until it fits; the full result is in the store.
+    slim = dict(result, truncated=True)
+    bulky = sorted(
+        (k for k, v in result.items() if isinstance(v, dict | list)),
+        key=lambda k: len(json.dumps(result[k], default=str)),
+        reverse=True,
+    )
+    for key in bulky:
+        del slim[key]
+        text = json.dumps(slim, separators=(",", ":"), sort_keys=True, default=str)
+        if len(text.encode()) <= limit:
+            return text
     return json.dumps(slim, separators=(",", ":"), sort_keys=True, default=str)[:limit]
 
 
@@ -159,17 +134,36 @@ def compact_result(result: dict[str, Any], limit: int = 4096) -> str:
 # IO helpers
 
 
-def _read_source(job: SynthesisJob, ctx: StageContext) -> pd.DataFrame:
+def _job_source(job: SynthesisJob, train_result: dict[str, Any] | None) -> SourceSpec:
+    """The job's source, or for ``fromModel`` without one, the source the model was trained on."""
+    from tabular_runner.from_model import recorded_source
+
+    if job.spec.source is not None:
+        return job.spec.source
+    recorded = recorded_source(train_result) if train_result is not None else None
+    if recorded is None:
+        raise UserInputError(
+            "spec.source",
+            "is missing, and the model's stages/train.json records no source",
+            "set spec.source to the data the model was trained on",
+        )
+    return recorded
+
+
+def _recorded(source: SourceSpec, ctx: StageContext) -> dict[str, str]:
+    """``source`` as ``stages/train.json`` records it: an absolute uri and the format."""
+    from tabular_runner.storage import local_path
+
+    uri = source.uri
+    if uri.startswith("file://"):
+        uri = local_path(uri, base_dir=ctx.base_dir, field="spec.source.uri").as_uri()
+    return {"uri": uri, "format": source.resolved_format().value}
+
+
+def _read_source(source: SourceSpec, ctx: StageContext) -> pd.DataFrame:
     from tabular_runner.analysis import check_data
     from tabular_runner.storage.tables import read_table
 
-    source = job.spec.source
-    if source is None:
-        raise UserInputError(
-            "spec.source",
-            "multi-table jobs (schemaRef) are not supported by this runner yet",
-            "give a single-table source",
-        )
     frame = read_table(
         source.uri,
         source.resolved_format(),
@@ -225,9 +219,19 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     from tabular_runner.generators.device import cuda_available
 
     spec = job.spec
+    if spec.from_model is not None:
+        raise UserInputError(
+            "spec.fromModel",
+            "a fromModel job has no train stage: it re-samples an earlier job's model",
+            "run its generate and validate stages",
+        )
+    if spec.source is None:
+        raise UserInputError(
+            "spec.source", "is missing", "set source (single table) or schemaRef (multi-table)"
+        )
     started = ctx.clock()
     ctx.progress("train", 0, 3, "reading source")
-    frame = _read_source(job, ctx)
+    frame = _read_source(spec.source, ctx)
     ctx.progress("train", 1, 3, "analysing")
     analysis = analyze(frame, seed=spec.seed)
     check_constraints(spec.constraints, list(frame.columns), analysis)
@@ -313,6 +317,7 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
         "rowsTrain": len(train_idx),
         "rowsHoldout": len(holdout_idx),
         "rowsTarget": target_rows(spec, len(frame)),
+        "source": _recorded(spec.source, ctx),
         "modelledColumns": list(train.columns),
         "combinations": [combo.to_dict() for combo in combos],
         "trainingTimeS": round(training_s, 3),
@@ -330,20 +335,31 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
 def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
     """Sample the trained model, restore identifiers and PII as fakes, enforce constraints."""
     from tabular_runner.constraints import Combination, enforce, split_combinations
+    from tabular_runner.from_model import check_source_fits, import_model
     from tabular_runner.generators import load_synthesizer
     from tabular_runner.pii import regenerate_sensitive
     from tabular_runner.storage.tables import write_table
 
     spec = job.spec
     started = ctx.clock()
+    if spec.from_model is not None:
+        ctx.progress("generate", 0, 3, "copying the model of an earlier job")
+        import_model(job, store, base_dir=ctx.base_dir, s3=ctx.s3)
     train_result = _get_json(store, "stages/train.json", "stage generate")
     analysis = _load_analysis(store)
-    rows = int(train_result["rowsTarget"]) if spec.rows is None else spec.rows
+    real = _read_source(_job_source(job, train_result), ctx)
+    if spec.from_model is not None and spec.source is not None:
+        check_source_fits(list(real.columns), analysis)
+    if spec.rows is not None:
+        rows = spec.rows
+    elif spec.from_model is not None:
+        rows = target_rows(spec, len(real))
+    else:
+        rows = int(train_result["rowsTarget"])
     ctx.progress("generate", 0, 3, "loading model")
     with tempfile.TemporaryDirectory(prefix="aumos-generate-") as tmp:
         model_path = store.get_file("model.pkl", Path(tmp) / "model.pkl")
         synthesizer = load_synthesizer(model_path)
-    real = _read_source(job, ctx)
 
     combos = [Combination.from_dict(c) for c in train_result.get("combinations", [])]
     modelled = list(train_result["modelledColumns"])
@@ -383,6 +399,11 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         "outputFormat": spec.output.format.value,
         "constraints": constraints,
     }
+    if spec.from_model is not None:
+        # The operator runs no train stage here: tell it what it would have learnt there.
+        result["fromModel"] = train_result["fromModel"]
+        result["generator"] = train_result["generator"]
+        result["epsilonSpent"] = 0.0
     _put_json(store, "stages/generate.json", result)
     ctx.progress("generate", 3, 3, "output stored")
     return result
@@ -394,6 +415,7 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
     Raises:
         GateFailedError: after writing the reports, when the gate is not met.
     """
+    from tabular_runner.from_model import check_source_fits
     from tabular_runner.quality import fidelity, gate, privacy
     from tabular_runner.report_html import render
     from tabular_runner.storage.tables import read_table
@@ -404,8 +426,10 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
     generate_result = _get_json(store, "stages/generate.json", "stage validate")
     analysis = _load_analysis(store)
     ctx.progress("validate", 0, 4, "reading data")
-    real = _read_source(job, ctx)
-    if len(real) != int(train_result["rowsSource"]):
+    real = _read_source(_job_source(job, train_result), ctx)
+    if spec.from_model is not None and spec.source is not None:
+        check_source_fits(list(real.columns), analysis)
+    elif len(real) != int(train_result["rowsSource"]):
         raise UserInputError(
             "spec.source.uri",
             f"the source changed since training ({train_result['rowsSource']} rows then, "
@@ -454,9 +478,9 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         "generatorReason": train_result["generatorReason"],
         "device": train_result.get("device", "cpu"),
         "rowsGenerated": generate_result["rowsGenerated"],
-        "rowsSource": train_result["rowsSource"],
-        "rowsTrain": train_result["rowsTrain"],
-        "rowsHoldout": train_result["rowsHoldout"],
+        "rowsSource": len(real),
+        "rowsTrain": len(train_idx),
+        "rowsHoldout": len(holdout_idx),
         "fidelityScore": fid.score,
         "diagnosticScore": fid.diagnostic_score,
         "fidelity": fid.to_dict(),
@@ -469,12 +493,19 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         "output": {"uri": generate_result["outputUri"], "format": spec.output.format.value},
         "seed": spec.seed,
     }
-    if "epsilonSpent" in train_result:
+    if "fromModel" in train_result:
+        report["fromModel"] = train_result["fromModel"]
+        report["epsilonSpent"] = 0.0
+        report["originalEpsilonSpent"] = train_result.get("originalEpsilonSpent")
+        if "privacyAccounting" in train_result:
+            report["originalPrivacyAccounting"] = train_result["privacyAccounting"]
+    elif "epsilonSpent" in train_result:
         report["epsilonSpent"] = train_result["epsilonSpent"]
         report["privacyAccounting"] = train_result["privacyAccounting"]
+    trained_here = "fromModel" not in train_result  # else the timings are the original's
     report["timings"] = {
-        "train": train_result["stageTimeS"],
-        "training": train_result["trainingTimeS"],
+        "train": train_result["stageTimeS"] if trained_here else 0.0,
+        "training": train_result["trainingTimeS"] if trained_here else 0.0,
         "generate": generate_result["stageTimeS"],
         "generation": generate_result["generationTimeS"],
         "fidelity": fid.seconds,
@@ -537,8 +568,20 @@ def _run_stage(
 
 
 def run_all(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
-    """Run the three stages, each in its engine (see the module docstring); return the report."""
-    for stage in STAGES:
+    """Run the three stages, each in its engine (see the module docstring); return the report.
+
+    A ``fromModel`` job trains nothing: the earlier job's model is copied into ``store``
+    first (so that generate runs in the model's engine), then generate and validate run.
+    """
+    stages: tuple[str, ...] = STAGES
+    if job.spec.from_model is not None:
+        from tabular_runner.from_model import import_model
+
+        ctx.progress("train", 0, 1, "copying the model of an earlier job")
+        import_model(job, store, base_dir=ctx.base_dir, s3=ctx.s3)
+        ctx.progress("train", 1, 1, "model copied (no training)")
+        stages = STAGES[1:]
+    for stage in stages:
         result = _run_stage(stage_engine(stage, job, store), stage, job, store, ctx)
         if stage == "train" and result.get("handoff"):
             _run_stage(str(result["handoff"]), stage, job, store, ctx)

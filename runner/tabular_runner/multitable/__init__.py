@@ -2,7 +2,8 @@
 
 Public API::
 
-    run_multitable(schema, job, out_store, ctx) -> report dict   # the one entry point
+    run_multitable(schema, job, out_store, ctx) -> report dict   # the three stages in a row
+    MULTITABLE_STAGES[stage](schema, job, store, ctx) -> result  # one stage (tabular-runner stage)
     build_graph(schema.spec) -> SchemaGraph                      # structural validation
     choose_strategy(graph, generator, total_rows) -> StrategyChoice
 
@@ -16,10 +17,11 @@ and matplotlib are imported only when a run needs them.
 from __future__ import annotations
 
 from tabular_runner.multitable.graph import Relation, SchemaGraph, build_graph
-from tabular_runner.multitable.run import run_multitable
+from tabular_runner.multitable.run import MULTITABLE_STAGES, run_multitable
 from tabular_runner.multitable.strategies import StrategyChoice, choose_strategy
 
 __all__ = [
+    "MULTITABLE_STAGES",
     "Relation",
     "SchemaGraph",
     "StrategyChoice",

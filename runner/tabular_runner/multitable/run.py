@@ -1,26 +1,43 @@
-"""``run_multitable``: a MultiTableSchema and a SynthesisJob in, a synthetic database out.
+"""Multi-table synthesis as three stages over an artifact store, like the single-table pipeline.
 
-One call does what the single-table pipeline's three stages do, for a whole schema::
+A MultiTableSchema and a SynthesisJob in, a synthetic database out::
 
-    read every table → check keys → resolve orphans → choose the strategy → fit → sample
-    → check every foreign and primary key → write <table>.<format> → score → gate
-    → report.json + report.html
+    train     read every table → check keys → resolve orphans → choose the strategy → fit
+              → model.pkl, analysis.json, stages/train.json
+    generate  load the model → sample → check every foreign and primary key
+              → <table>.<format> per table, stages/generate.json
+    validate  re-read the tables → score → gate → report.json, report.html, stages/validate.json
+
+``tabular-runner stage train|generate|validate`` runs one of them (on a cluster: one
+Kubernetes Job each, sharing nothing but the store); :func:`run_multitable` (``tabular-runner
+run``) runs the three in sequence, so both paths share one implementation.
 
 Nothing is written as output before the keys are checked: a database with a foreign-key
-violation or a duplicate primary key fails the job (``EngineError``) with ``report.json``
-saying where, and no table files. The gate is applied last, after everything is written,
-like the single-table ``validate`` stage.
+violation or a duplicate primary key fails the generate stage (``EngineError``) with
+``report.json`` saying where, and no table files. The gate is applied last, after everything
+is written, like the single-table ``validate`` stage.
+
+The real data never goes into the store: ``model.pkl`` is the fitted strategy (cloudpickle)
+with the real tables detached — the independent strategy needs them to sample (fresh
+identifiers, realistic fakes), so generate re-reads them, as validate does, with the same
+orphan handling, and checks that they have not changed since training.
 
 Artifacts under the store's root::
 
-    <table>.<format>     one synthetic table per schema table
-    report.json          strategy and why, scores, keys checked, orphans, timings
-    report.html          the same for people, with cardinality plots
+    model.pkl            the fitted strategy, real rows detached (train)
+    analysis.json        per-table analyses of the independent strategy (train)
+    stages/<stage>.json  each stage's result (the stage protocol)
+    <table>.<format>     one synthetic table per schema table (generate)
+    report.json          strategy and why, scores, keys checked, orphans, timings (validate)
+    report.html          the same for people, with cardinality plots (validate)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from tabular_runner.errors import EngineError, GateFailedError, UserInputError
+from tabular_runner.errors import EngineError, GateFailedError, TabularError, UserInputError
 from tabular_runner.multitable.graph import SchemaGraph, build_graph, check_keys
 from tabular_runner.multitable.integrity import (
     foreign_key_violations,
@@ -38,7 +55,6 @@ from tabular_runner.multitable.integrity import (
 from tabular_runner.multitable.strategies import (
     HmaStrategy,
     IndependentStrategy,
-    StrategyChoice,
     choose_strategy,
 )
 from tabular_runner.spec import (
@@ -49,10 +65,13 @@ from tabular_runner.spec import (
 )
 
 if TYPE_CHECKING:
+    from tabular_runner.analysis import TableAnalysis
+    from tabular_runner.multitable.integrity import OrphanAction
     from tabular_runner.storage.base import ArtifactStore
     from tabular_runner.storage.s3 import S3Settings
 
-STAGE = "multitable"
+MODEL_FORMAT = "aumos-multitable-model/1"
+Strategy = IndependentStrategy | HmaStrategy
 
 
 class RunContext(Protocol):
@@ -105,7 +124,9 @@ def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
         )
     if spec.from_model is not None:
         raise UserInputError(
-            "spec.fromModel", "re-sampling a stored multi-table model is not supported yet"
+            "spec.fromModel",
+            "re-sampling a stored multi-table model is not supported yet",
+            "remove fromModel to train the schema again",
         )
     if spec.generator is None:
         raise UserInputError(
@@ -154,8 +175,380 @@ def _put_json(store: ArtifactStore, key: str, payload: dict[str, Any]) -> None:
     store.put_bytes(key, json.dumps(payload, indent=2, default=str).encode(), "application/json")
 
 
+def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(store.get_bytes(key))
+    except FileNotFoundError:
+        raise TabularError(
+            f"{needed_by}: artifact {key!r} is missing from {store.uri}; "
+            "run the earlier stage first"
+        ) from None
+    return data
+
+
 def _round(value: float) -> float:
     return round(value, 3)
+
+
+def _read_database(
+    schema: MultiTableSchema, graph: SchemaGraph, ctx: RunContext
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, str]], list[OrphanAction]]:
+    """Read every table, check the keys and apply ``onOrphans`` (the same in every stage)."""
+    frames, hints = load_tables(schema, ctx)
+    check_keys(graph, frames)
+    frames, orphan_actions = resolve_orphans(frames, graph)
+    return frames, hints, orphan_actions
+
+
+def _check_unchanged(frames: dict[str, pd.DataFrame], train_result: dict[str, Any]) -> None:
+    """Refuse tables whose row counts moved since training (the model would not match)."""
+    trained = train_result["rowsSource"]
+    changed = [t for t, f in frames.items() if trained.get(t) != len(f)]
+    if changed:
+        raise UserInputError(
+            "spec.tables",
+            "the source changed since training: "
+            + ", ".join(f"{t} had {trained.get(t)} rows, now {len(frames[t])}" for t in changed),
+            "re-run the job from training",
+        )
+
+
+def _splits(frames: dict[str, pd.DataFrame], job: SynthesisJob) -> dict[str, tuple[Any, Any]]:
+    from tabular_runner.pipeline import split_indices
+
+    validation, seed = job.spec.validation, job.spec.seed
+    return {t: split_indices(len(f), validation.holdout_fraction, seed) for t, f in frames.items()}
+
+
+def _put_model(store: ArtifactStore, strategy: Strategy) -> str:
+    """Store the fitted strategy as ``model.pkl``, without the real rows it keeps."""
+    import cloudpickle
+
+    stored: Strategy = strategy
+    if isinstance(strategy, IndependentStrategy):
+        stored = dataclasses.replace(
+            strategy,
+            plans={
+                t: dataclasses.replace(plan, real=plan.real.iloc[0:0])
+                for t, plan in strategy.plans.items()
+            },
+        )
+    payload = cloudpickle.dumps({"format": MODEL_FORMAT, "strategy": stored})
+    return store.put_bytes("model.pkl", payload)
+
+
+def _load_model(store: ArtifactStore, frames: dict[str, pd.DataFrame] | None) -> Strategy:
+    """Load ``model.pkl``; give the independent strategy its real rows back (``frames``)."""
+    try:
+        envelope = pickle.loads(store.get_bytes("model.pkl"))
+    except FileNotFoundError:
+        raise TabularError(
+            f"stage generate: artifact 'model.pkl' is missing from {store.uri}; "
+            "run the earlier stage first"
+        ) from None
+    if not isinstance(envelope, dict) or envelope.get("format") != MODEL_FORMAT:
+        raise TabularError(f"model.pkl in {store.uri} is not a multi-table model of this runner")
+    strategy: Strategy = envelope["strategy"]
+    if isinstance(strategy, IndependentStrategy):
+        assert frames is not None
+        for table, plan in strategy.plans.items():
+            plan.real = frames[table].reset_index(drop=True)
+    return strategy
+
+
+def _stage_progress(ctx: RunContext, stage: str) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, message: str) -> None:
+        ctx.progress(stage, done, total, message)
+
+    return report
+
+
+def stage_train(
+    schema: MultiTableSchema, job: SynthesisJob, store: ArtifactStore, ctx: RunContext
+) -> dict[str, Any]:
+    """Read and check the tables, choose the strategy, fit it, store the model.
+
+    Raises:
+        UserInputError: bad schema, job or data (including orphans with ``onOrphans: error``).
+        EngineError: a generator failed to fit.
+    """
+    clock, spec = ctx.clock, job.spec
+    started = clock()
+    generator = check_job(schema, job)
+    graph = build_graph(schema.spec)
+    ctx.progress("train", 0, 3, "reading tables")
+    frames, hints, orphan_actions = _read_database(schema, graph, ctx)
+    read_s = clock() - started
+
+    total_rows = sum(len(f) for f in frames.values())
+    choice = choose_strategy(graph, generator, total_rows)
+    train_rows = {t: s[0] for t, s in _splits(frames, job).items()}
+    ctx.progress("train", 1, 3, f"training ({choice.strategy})")
+    step = clock()
+    strategy: Strategy
+    if choice.strategy == "hma":
+        strategy = HmaStrategy(graph, seed=spec.seed, hints=hints)
+    else:
+        assert choice.table_generator is not None
+        table_generator = GeneratorSpec(
+            type=choice.table_generator,
+            params=dict(generator.params) if generator.type is choice.table_generator else {},
+        )
+        strategy = IndependentStrategy(graph, table_generator, seed=spec.seed, hints=hints)
+    strategy.fit(frames, train_rows, progress=_stage_progress(ctx, "train"))
+    training_s = clock() - step
+
+    ctx.progress("train", 2, 3, "storing the model")
+    model_uri = _put_model(store, strategy)
+    if isinstance(strategy, IndependentStrategy):
+        analyses = {t: plan.analysis.to_dict() for t, plan in strategy.plans.items()}
+        _put_json(store, "analysis.json", {"tables": analyses})
+    used = "hma" if choice.table_generator is None else choice.table_generator.value
+    result: dict[str, Any] = {
+        "stage": "train",
+        "ok": True,
+        "kind": "multi-table",
+        "schema": schema.metadata.name,
+        "generator": used,
+        "generatorReason": choice.reason,
+        "requestedGenerator": generator.type.value,
+        "strategy": choice.strategy,
+        "tableGenerator": choice.table_generator.value if choice.table_generator else None,
+        "graph": graph.to_dict(),
+        "rowsSource": {t: len(frames[t]) for t in graph.order},
+        "orphans": [a.to_dict() for a in orphan_actions],
+        "readTimeS": _round(read_s),
+        "trainingTimeS": _round(training_s),
+        "stageTimeS": _round(clock() - started),
+        "modelUri": model_uri,
+    }
+    _put_json(store, "stages/train.json", result)
+    ctx.progress("train", 3, 3, "model stored")
+    return result
+
+
+def _report(
+    schema: MultiTableSchema,
+    job: SynthesisJob,
+    train_result: dict[str, Any],
+    keys: dict[str, Any],
+) -> dict[str, Any]:
+    """The report's head: what was trained and what the generated keys look like."""
+    return {
+        "job": job.metadata.name,
+        "schema": schema.metadata.name,
+        "kind": "multi-table",
+        "strategy": train_result["strategy"],
+        "strategyReason": train_result["generatorReason"],
+        "generator": train_result["requestedGenerator"],
+        "tableGenerator": train_result["tableGenerator"],
+        "scale": keys["scale"],
+        "seed": job.spec.seed,
+        "graph": train_result["graph"],
+        "rowsSource": train_result["rowsSource"],
+        "rowsGenerated": keys["tables"],
+        "orphans": train_result["orphans"],
+        "foreignKeyViolations": keys["foreignKeyViolations"],
+        "foreignKeyChecks": keys["foreignKeyChecks"],
+        "primaryKeyDuplicates": keys["primaryKeyDuplicates"],
+        "strategyDetails": keys["strategyDetails"],
+    }
+
+
+def stage_generate(
+    schema: MultiTableSchema, job: SynthesisJob, store: ArtifactStore, ctx: RunContext
+) -> dict[str, Any]:
+    """Sample the stored model, check every key, write one file per table.
+
+    Raises:
+        UserInputError: bad job, or tables that changed since training.
+        EngineError: the output broke a key (``report.json`` says where; no table written).
+    """
+    from tabular_runner.storage.tables import write_table
+
+    clock, spec = ctx.clock, job.spec
+    started = clock()
+    check_job(schema, job)
+    graph = build_graph(schema.spec)
+    train_result = _get_json(store, "stages/train.json", "stage generate")
+    ctx.progress("generate", 0, 4, "loading the model")
+    frames: dict[str, pd.DataFrame] | None = None
+    if train_result["strategy"] != "hma":  # the independent strategy samples with real rows
+        frames, _, _ = _read_database(schema, graph, ctx)
+        _check_unchanged(frames, train_result)
+    strategy = _load_model(store, frames)
+
+    ctx.progress("generate", 1, 4, "generating")
+    scale = spec.scale if spec.scale is not None else 1.0
+    step = clock()
+    synthetic = strategy.sample(scale, spec.seed, progress=_stage_progress(ctx, "generate"))
+    generation_s = clock() - step
+
+    ctx.progress("generate", 2, 4, "checking keys")
+    step = clock()
+    violations = foreign_key_violations(synthetic, graph)
+    duplicates = primary_key_duplicates(synthetic, graph)
+    keys: dict[str, Any] = {
+        "scale": scale,
+        "tables": {t: len(synthetic[t]) for t in graph.order},
+        "foreignKeyViolations": {v.relation.name: v.violations for v in violations},
+        "foreignKeyChecks": [v.to_dict() for v in violations],
+        "primaryKeyDuplicates": duplicates,
+        "strategyDetails": strategy.details(),
+        "integrityTimeS": _round(clock() - step),
+    }
+    broken = sum(v.violations for v in violations) + sum(duplicates.values())
+    if broken:
+        report = _report(schema, job, train_result, keys)
+        report["timings"] = {
+            "read": train_result["readTimeS"],
+            "training": train_result["trainingTimeS"],
+            "generation": _round(generation_s),
+            "integrity": keys["integrityTimeS"],
+        }
+        _put_json(store, "report.json", report)
+        raise EngineError(
+            f"the synthetic database breaks {broken} key(s): "
+            + ", ".join(f"{v.relation.name}: {v.violations}" for v in violations if v.violations)
+            + (f"; duplicate primary keys {duplicates}" if sum(duplicates.values()) else "")
+            + "; no table was written"
+        )
+
+    ctx.progress("generate", 3, 4, "writing tables")
+    step = clock()
+    fmt = DataFormat(spec.output.format)
+    uris = {t: write_table(synthetic[t], store, f"{t}.{fmt.value}", fmt) for t in graph.order}
+    result: dict[str, Any] = {
+        "stage": "generate",
+        "ok": True,
+        "kind": "multi-table",
+        "rowsGenerated": sum(keys["tables"].values()),
+        "tables": keys["tables"],
+        "generationTimeS": _round(generation_s),
+        "writeTimeS": _round(clock() - step),
+        "outputUri": store.uri,
+        "outputFormat": fmt.value,
+        "outputs": uris,
+        **keys,
+    }
+    result["stageTimeS"] = _round(clock() - started)
+    _put_json(store, "stages/generate.json", result)
+    ctx.progress("generate", 4, 4, "tables stored")
+    return result
+
+
+def _read_synthetic(
+    store: ArtifactStore, graph: SchemaGraph, fmt: DataFormat
+) -> dict[str, pd.DataFrame]:
+    from tabular_runner.storage.tables import read_table
+
+    synthetic: dict[str, pd.DataFrame] = {}
+    with tempfile.TemporaryDirectory(prefix="aumos-validate-") as tmp:
+        for table in graph.order:
+            key = f"{table}.{fmt.value}"
+            try:
+                local = store.get_file(key, Path(tmp) / key)
+            except FileNotFoundError:
+                raise TabularError(
+                    f"stage validate: artifact {key!r} is missing from {store.uri}; "
+                    "run the earlier stage first"
+                ) from None
+            synthetic[table] = read_table(f"file://{local}", fmt, base_dir=None, s3=None)
+    return synthetic
+
+
+def stage_validate(
+    schema: MultiTableSchema, job: SynthesisJob, store: ArtifactStore, ctx: RunContext
+) -> dict[str, Any]:
+    """Score the stored database, apply the gate, write ``report.json`` and ``report.html``.
+
+    Raises:
+        UserInputError: bad job, or tables that changed since training.
+        GateFailedError: after writing the reports, when the gate is not met.
+    """
+    from tabular_runner.analysis import TableAnalysis
+    from tabular_runner.multitable.report_html import render_multitable
+    from tabular_runner.quality import gate
+
+    clock, spec = ctx.clock, job.spec
+    started = clock()
+    check_job(schema, job)
+    graph = build_graph(schema.spec)
+    train_result = _get_json(store, "stages/train.json", "stage validate")
+    generate_result = _get_json(store, "stages/generate.json", "stage validate")
+    ctx.progress("validate", 0, 3, "reading tables")
+    frames, _, _ = _read_database(schema, graph, ctx)
+    _check_unchanged(frames, train_result)
+    synthetic = _read_synthetic(store, graph, DataFormat(generate_result["outputFormat"]))
+    analyses: dict[str, TableAnalysis] | None = None
+    if train_result["strategy"] != "hma":
+        stored = _get_json(store, "analysis.json", "stage validate")["tables"]
+        analyses = {t: TableAnalysis.from_dict(a) for t, a in stored.items()}
+
+    ctx.progress("validate", 1, 3, "scoring")
+    step = clock()
+    report = _report(schema, job, train_result, generate_result)
+    report["output"] = {
+        "format": generate_result["outputFormat"],
+        "tables": generate_result["outputs"],
+    }
+    scores = _score(
+        frames, synthetic, _splits(frames, job), graph, analyses, train_result["strategy"], job
+    )
+    report.update(scores)
+    timings = {
+        "read": train_result["readTimeS"],
+        "training": train_result["trainingTimeS"],
+        "generation": generate_result["generationTimeS"],
+        "integrity": generate_result["integrityTimeS"],
+        "write": generate_result["writeTimeS"],
+        "validate": _round(clock() - step),
+        "train": train_result["stageTimeS"],
+        "generate": generate_result["stageTimeS"],
+    }
+    ctx.progress("validate", 2, 3, "release gate and report")
+    verdict = gate.evaluate(
+        spec.quality_gate,
+        fidelity=report["fidelityScore"],
+        diagnostic=report["diagnosticScore"],
+        privacy_risk=report["privacyRisk"],
+        dcr_share=report["dcrShare"],
+    )
+    report["gate"] = verdict.to_dict()
+    validate_s = clock() - started
+    timings["total"] = _round(timings["train"] + timings["generate"] + validate_s)
+    report["timings"] = timings
+    _put_json(store, "report.json", report)
+    html = render_multitable(report, frames, synthetic, graph)
+    store.put_bytes("report.html", html.encode(), "text/html")
+    result: dict[str, Any] = {
+        "stage": "validate",
+        "ok": verdict.passed,
+        "kind": "multi-table",
+        "fidelityScore": report["fidelityScore"],
+        "diagnosticScore": report["diagnosticScore"],
+        "privacyScore": report["privacyScore"],
+        "privacyRisk": report["privacyRisk"],
+        "gatePassed": verdict.passed,
+        "reportUri": f"{store.uri.rstrip('/')}/report.json",
+        "stageTimeS": _round(clock() - started),
+    }
+    _put_json(store, "stages/validate.json", result)
+    ctx.progress("validate", 3, 3, "report stored")
+    if not verdict.passed:
+        raise GateFailedError(f"quality gate failed: {verdict.reason}")
+    return result
+
+
+MultiTableStage = Callable[
+    [MultiTableSchema, SynthesisJob, "ArtifactStore", RunContext], dict[str, Any]
+]
+MULTITABLE_STAGES: dict[str, MultiTableStage] = {
+    "train": stage_train,
+    "generate": stage_generate,
+    "validate": stage_validate,
+}
+"""The multi-table stages by name, as ``tabular-runner stage`` runs them."""
 
 
 def run_multitable(
@@ -164,7 +557,7 @@ def run_multitable(
     out_store: ArtifactStore,
     ctx: RunContext,
 ) -> dict[str, Any]:
-    """Synthesise a whole database and write its tables, ``report.json`` and ``report.html``.
+    """Synthesise a whole database: the three stages in sequence; return the report.
 
     Args:
         schema: The MultiTableSchema (tables, keys, relationships, onOrphans).
@@ -172,7 +565,7 @@ def run_multitable(
             resolved: generator (``auto``, ``hma`` or a single-table generator), ``scale``
             (multiplies the root tables' rows), ``seed``, ``validation``, ``qualityGate``,
             ``output.format``.
-        out_store: Where the tables and reports go.
+        out_store: Where the model, the tables and the reports go.
         ctx: The pipeline's ``StageContext`` (``base_dir`` for relative ``file://`` sources,
             ``s3``, ``progress``, ``clock``).
 
@@ -184,126 +577,10 @@ def run_multitable(
         EngineError: a generator failed, or the output broke a key (report still written).
         GateFailedError: the quality gate failed (everything still written).
     """
-    from tabular_runner.pipeline import split_indices
-    from tabular_runner.storage.tables import write_table
-
-    clock = ctx.clock
-    progress = ctx.progress
-    spec = job.spec
-    timings: dict[str, float] = {}
-    started = clock()
-
-    generator = check_job(schema, job)
-    graph = build_graph(schema.spec)
-    progress(STAGE, 0, 6, "reading tables")
-    frames, hints = load_tables(schema, ctx)
-    check_keys(graph, frames)
-    frames, orphan_actions = resolve_orphans(frames, graph)
-    timings["read"] = _round(clock() - started)
-
-    total_rows = sum(len(f) for f in frames.values())
-    choice = choose_strategy(graph, generator, total_rows)
-    scale = spec.scale if spec.scale is not None else 1.0
-    splits = {
-        t: split_indices(len(f), spec.validation.holdout_fraction, spec.seed)
-        for t, f in frames.items()
-    }
-    train_rows = {t: s[0] for t, s in splits.items()}
-
-    progress(STAGE, 1, 6, f"training ({choice.strategy})")
-    step = clock()
-    strategy: IndependentStrategy | HmaStrategy
-    if choice.strategy == "hma":
-        strategy = HmaStrategy(graph, seed=spec.seed, hints=hints)
-    else:
-        assert choice.table_generator is not None
-        table_generator = GeneratorSpec(
-            type=choice.table_generator,
-            params=dict(generator.params) if generator.type is choice.table_generator else {},
-        )
-        strategy = IndependentStrategy(graph, table_generator, seed=spec.seed, hints=hints)
-    strategy.fit(frames, train_rows)
-    timings["training"] = _round(clock() - step)
-
-    progress(STAGE, 2, 6, "generating")
-    step = clock()
-    synthetic = strategy.sample(scale, spec.seed)
-    timings["generation"] = _round(clock() - step)
-
-    progress(STAGE, 3, 6, "checking keys")
-    step = clock()
-    violations = foreign_key_violations(synthetic, graph)
-    duplicates = primary_key_duplicates(synthetic, graph)
-    timings["integrity"] = _round(clock() - step)
-
-    report: dict[str, Any] = {
-        "job": job.metadata.name,
-        "schema": schema.metadata.name,
-        "kind": "multi-table",
-        "strategy": choice.strategy,
-        "strategyReason": choice.reason,
-        "generator": generator.type.value,
-        "tableGenerator": choice.table_generator.value if choice.table_generator else None,
-        "scale": scale,
-        "seed": spec.seed,
-        "graph": graph.to_dict(),
-        "rowsSource": {t: len(frames[t]) for t in graph.order},
-        "rowsGenerated": {t: len(synthetic[t]) for t in graph.order},
-        "orphans": [a.to_dict() for a in orphan_actions],
-        "foreignKeyViolations": {v.relation.name: v.violations for v in violations},
-        "foreignKeyChecks": [v.to_dict() for v in violations],
-        "primaryKeyDuplicates": duplicates,
-        "strategyDetails": strategy.details(),
-    }
-    broken = sum(v.violations for v in violations) + sum(duplicates.values())
-    if broken:
-        report["timings"] = timings
-        _put_json(out_store, "report.json", report)
-        raise EngineError(
-            f"the synthetic database breaks {broken} key(s): "
-            + ", ".join(f"{v.relation.name}: {v.violations}" for v in violations if v.violations)
-            + (f"; duplicate primary keys {duplicates}" if sum(duplicates.values()) else "")
-            + "; no table was written"
-        )
-
-    progress(STAGE, 4, 6, "writing tables")
-    step = clock()
-    fmt = DataFormat(spec.output.format)
-    report["output"] = {
-        "format": fmt.value,
-        "tables": {
-            t: write_table(synthetic[t], out_store, f"{t}.{fmt.value}", fmt) for t in graph.order
-        },
-    }
-    timings["write"] = _round(clock() - step)
-
-    progress(STAGE, 5, 6, "scoring")
-    step = clock()
-    scores = _score(frames, synthetic, splits, graph, strategy, choice, job)
-    report.update(scores)
-    timings["validate"] = _round(clock() - step)
-    timings["total"] = _round(clock() - started)
-    report["timings"] = timings
-
-    from tabular_runner.quality import gate
-
-    verdict = gate.evaluate(
-        spec.quality_gate,
-        fidelity=report["fidelityScore"],
-        diagnostic=report["diagnosticScore"],
-        privacy_risk=report["privacyRisk"],
-        dcr_share=report["dcrShare"],
-    )
-    report["gate"] = verdict.to_dict()
-    _put_json(out_store, "report.json", report)
-    from tabular_runner.multitable.report_html import render_multitable
-
-    html = render_multitable(report, frames, synthetic, graph)
-    out_store.put_bytes("report.html", html.encode(), "text/html")
-    progress(STAGE, 6, 6, "report stored")
-    if not verdict.passed:
-        raise GateFailedError(f"quality gate failed: {verdict.reason}")
-    return report
+    check_job(schema, job)
+    for stage in ("train", "generate", "validate"):
+        MULTITABLE_STAGES[stage](schema, job, out_store, ctx)
+    return _get_json(out_store, "report.json", "run")
 
 
 def _score(
@@ -311,11 +588,15 @@ def _score(
     synthetic: dict[str, pd.DataFrame],
     splits: dict[str, tuple[Any, Any]],
     graph: SchemaGraph,
-    strategy: IndependentStrategy | HmaStrategy,
-    choice: StrategyChoice,
+    analyses: dict[str, TableAnalysis] | None,
+    strategy: str,
     job: SynthesisJob,
 ) -> dict[str, Any]:
-    """Cardinality, SDMetrics multi-table reports, per-table fidelity and privacy."""
+    """Cardinality, SDMetrics multi-table reports, per-table fidelity and privacy.
+
+    ``analyses`` are the independent strategy's own (its column kinds); ``None`` for HMA,
+    whose tables are analysed here.
+    """
     from tabular_runner.multitable.quality import cardinality_scores, sdmetrics_reports
     from tabular_runner.multitable.strategies import table_analysis
     from tabular_runner.quality import fidelity, privacy
@@ -326,9 +607,7 @@ def _score(
     tables: dict[str, Any] = {}
     for table in graph.order:
         analysis = (
-            strategy.plans[table].analysis
-            if isinstance(strategy, IndependentStrategy)
-            else table_analysis(real[table], {}, seed)
+            analyses[table] if analyses is not None else table_analysis(real[table], {}, seed)
         )
         sdtypes[table] = analysis.sdtypes()
         keys = graph.key_columns(table) | {
@@ -355,7 +634,7 @@ def _score(
             entry["fidelityScore"] = None
         if not validation.privacy or not scored:
             entry["privacy"] = {"computed": False, "reason": "disabled or no non-key column"}
-        elif choice.strategy == "hma":
+        elif strategy == "hma":
             entry["privacy"] = {
                 "computed": False,
                 "reason": "HMA trains on every row (a parent row cannot be held out without "
@@ -412,4 +691,13 @@ def _score(
     }
 
 
-__all__ = ["RunContext", "check_job", "load_tables", "run_multitable"]
+__all__ = [
+    "MULTITABLE_STAGES",
+    "RunContext",
+    "check_job",
+    "load_tables",
+    "run_multitable",
+    "stage_generate",
+    "stage_train",
+    "stage_validate",
+]
