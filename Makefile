@@ -39,7 +39,7 @@ testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
 
 deploy-local:    ## install the chart into the running testenv (data in S3, a `demo` tenant)
-	@V=$(VENV); $$V/bin/python scripts/deploy_local.py
+	@V=$(VENV); PYTHONPATH=runner:operator $$V/bin/python -m tests.platform.deploy
 
 testenv-down:    ## stop everything testenv started
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/down.sh

@@ -133,12 +133,20 @@ class JobController:
                     return
                 if phase in TERMINAL:
                     return
-                try:
-                    await asyncio.wait_for(event.wait(), timeout=self.interval)
-                except TimeoutError:
-                    pass
+                await self._sleep(event, stopped)
         finally:
             self._wakers.pop(uid, None)
+
+    async def _sleep(self, event: asyncio.Event, stopped: Any) -> None:
+        """Wait until woken, stopped (the job finished or is deleted) or the interval passes."""
+        waiters = [asyncio.ensure_future(event.wait())]
+        if hasattr(stopped, "wait"):
+            waiters.append(asyncio.ensure_future(stopped.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _gone(self, namespace: str, name: str, uid: str) -> bool:
         try:

@@ -47,6 +47,10 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 16
+    # A stage Job event only wakes a loop; one "succeeded" line per event is noise.
+    logging.getLogger("kopf.objects").addFilter(
+        lambda record: "'stage_job_changed' succeeded" not in record.getMessage()
+    )
     app = build()
     memo.app = app
     app.metrics.serve(app.settings.metrics_port)

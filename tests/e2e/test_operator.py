@@ -227,8 +227,13 @@ def test_adult_example_completes_with_outputs_status_and_events(
     assert round(report["fidelityScore"], 4) == status["fidelityScore"]
     assert report["rowsGenerated"] == status["rowsGenerated"]
     # Assert: an Event per transition
-    reasons = {e.reason for e in cluster.events(tenant, "adult-gc-s3")}
-    assert {"Queued", "Training", "Generating", "Validating", "Complete"} <= reasons
+    # (each Event is posted right after the status write it describes)
+    wanted = {"Queued", "Training", "Generating", "Validating", "Complete"}
+    wait_for(
+        f"Events {sorted(wanted)}",
+        lambda: wanted <= {e.reason for e in cluster.events(tenant, "adult-gc-s3")},
+        timeout=30,
+    )
 
 
 def test_kubectl_get_shows_the_columns(

@@ -1,5 +1,7 @@
 """``make deploy-local``: install the chart into the running local platform, ready to try.
 
+``python -m tests.platform.deploy [--tenant NS] [--no-flights]``.
+
 Needs ``make testenv`` running (it reads ``.testenv/env.json``). Then:
 
 1. puts the examples' data into S3 (``s3://datasets/uci/adult/adult.csv``,
@@ -21,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "runner"), str(REPO / "operator")]
+from tests.platform import paths, testenv
 
-from tests.platform import paths, testenv  # noqa: E402
+REPO = paths.REPO_ROOT
 
 OPERATOR_NAMESPACE = "aumos-system"
 RELEASE = "aumos"
@@ -37,7 +39,22 @@ def say(message: str) -> None:
     print(f"[deploy-local] {message}", file=sys.stderr, flush=True)
 
 
-def kubectl(env: testenv.Env, *args: str, stdin: str | None = None, check: bool = True) -> str:
+@dataclass(frozen=True)
+class Target:
+    """Where to install: a cluster and the services the chart is wired to."""
+
+    kubeconfig: Path
+    s3: Any
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+
+    @classmethod
+    def of(cls, env: testenv.Env) -> Target:
+        assert env.kubeconfig is not None
+        return cls(Path(env.kubeconfig), env.s3_server, env.database_url, env.kafka_bootstrap)
+
+
+def kubectl(env: Target, *args: str, stdin: str | None = None, check: bool = True) -> str:
     binary = paths.k8s_dir() / "bin" / "kubectl"
     proc = subprocess.run(
         [str(binary), "--kubeconfig", str(env.kubeconfig), *args],
@@ -52,19 +69,18 @@ def kubectl(env: testenv.Env, *args: str, stdin: str | None = None, check: bool 
     return proc.stdout
 
 
-def apply(env: testenv.Env, doc: dict[str, Any]) -> None:
+def apply(env: Target, doc: dict[str, Any]) -> None:
     kubectl(env, "apply", "-f", "-", stdin=json.dumps(doc))
 
 
-def upload_data(env: testenv.Env, with_flights: bool) -> None:
+def upload_data(env: Target, with_flights: bool) -> None:
     """The examples' data sets, from installed packages, into s3://datasets/."""
     from minio import Minio
 
     from tabular_runner import datasets
     from tabular_runner.spec import DataFormat
 
-    s3 = env.s3_server
-    assert s3 is not None
+    s3 = env.s3
     client = Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False, region=s3.region)
     if not client.bucket_exists("datasets"):
         client.make_bucket("datasets")
@@ -84,7 +100,7 @@ def upload_data(env: testenv.Env, with_flights: bool) -> None:
                 say(f"s3://datasets/nycflights13/{table}.parquet")
 
 
-def secret(env: testenv.Env, namespace: str, name: str, data: dict[str, str]) -> None:
+def secret(env: Target, namespace: str, name: str, data: dict[str, str]) -> None:
     apply(
         env,
         {
@@ -96,14 +112,13 @@ def secret(env: testenv.Env, namespace: str, name: str, data: dict[str, str]) ->
     )
 
 
-def namespace(env: testenv.Env, name: str) -> None:
+def namespace(env: Target, name: str) -> None:
     apply(env, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def values(env: testenv.Env, tenants: list[str]) -> dict[str, Any]:
+def values(env: Target, tenants: list[str]) -> dict[str, Any]:
     """Chart values wired to the platform (images resolve through tests/platform/images.yaml)."""
-    s3 = env.s3_server
-    assert s3 is not None
+    s3 = env.s3
     out: dict[str, Any] = {
         "images": {
             "operator": {"repository": "aumos/tabular-operator", "tag": "local"},
@@ -133,10 +148,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def install(env: testenv.Env, tenants: list[str], *, timeout: float = 180) -> None:
+def install(env: Target, tenants: list[str], *, timeout: float = 180) -> None:
     """Install or upgrade the release and wait until the operator pod is Ready."""
-    s3 = env.s3_server
-    assert s3 is not None
+    s3 = env.s3
     namespace(env, OPERATOR_NAMESPACE)
     secret(
         env,
@@ -185,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tenants = args.tenant or ["demo"]
     started = time.monotonic()
-    upload_data(env, with_flights=not args.no_flights)
-    install(env, tenants)
+    target = Target.of(env)
+    upload_data(target, with_flights=not args.no_flights)
+    install(target, tenants)
     say(f"installed in {time.monotonic() - started:.0f}s. Try it:")
     print(
         f"""
