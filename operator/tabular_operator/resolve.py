@@ -103,12 +103,16 @@ def resolve(
                 cond.INVALID_SPEC, f"spec.schemaRef.name: MultiTableSchema {name!r}: {message}"
             )
     wire = job.spec.to_wire()
+    generator = wire.get("generator", {}).get("type", "auto")
     if spec.from_model is not None and spec.from_model.job_name is not None:
         uri = _model_uri(spec.from_model.job_name, namespace, model_job, bucket_template)
         if isinstance(uri, Unresolvable):
             return uri
         wire["fromModel"] = {"uri": uri}
-    generator = wire.get("generator", {}).get("type", "auto")
+        trained = ((model_job or {}).get("status") or {}).get("generator")
+        if generator == "auto" and trained:
+            # Sample in the engine that trained the model (auto may have chosen argn).
+            generator = str(trained)
     return Resolved(spec=wire, generator=str(generator), profile=profile_ref, schema=schema_wire)
 
 

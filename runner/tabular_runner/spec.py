@@ -494,7 +494,7 @@ class SynthesisJobStatus(_Model):
     error_message: str | None = None
     message: str | None = Field(
         default=None,
-        description="One line for people: what the job is doing now (epoch, stage) or why it failed.",
+        description="One line for people: what the job does now (stage, epoch) or why it failed.",
     )
 
 

@@ -634,6 +634,23 @@ class NodeAgent:
             runner.join(timeout=MAX_GRACE_S + 10)
 
 
+def _argn_bin() -> str:
+    """The bin dir of the cached argn engine environment (``scripts/venv.sh argn``).
+
+    An argn runner image is that environment; when it was never built the path does not
+    exist and such containers fail to start, as a missing image would.
+    """
+    sys.path.insert(0, str(REPO_ROOT / "runner"))
+    try:
+        from tabular_runner import engines
+
+        return str(engines.environment(engines.ARGN).python.parent)
+    except Exception:  # noqa: BLE001 - no argn lock in this checkout
+        return str(REPO_ROOT / ".no-argn-environment")
+    finally:
+        sys.path.pop(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubeconfig", required=True)
@@ -645,7 +662,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s"
     )
-    placeholders = {"python_bin": str(Path(sys.executable).parent), "repo": str(REPO_ROOT)}
+    placeholders = {
+        "python_bin": str(Path(sys.executable).parent),
+        "argn_bin": _argn_bin(),
+        "repo": str(REPO_ROOT),
+    }
     args.workdir.mkdir(parents=True, exist_ok=True)
     cfg = AgentConfig(
         nodes=logic.plan_nodes(this_machine(args.workdir)),

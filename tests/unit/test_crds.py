@@ -302,7 +302,7 @@ def test_synthesisjob_printer_columns() -> None:
     ]
     assert columns == [
         ("PHASE", ".status.phase"),
-        ("GENERATOR", ".spec.generator.type"),
+        ("GENERATOR", ".status.generator"),  # what ran: auto and profileRef resolved
         ("ROWS", ".status.rowsGenerated"),
         ("FIDELITY", ".status.fidelityScore"),
         ("PRIVACY-RISK", ".status.privacyRisk"),
