@@ -66,7 +66,7 @@ def _active(status: dict[str, Any], **_: Any) -> bool:
     return current_phase(status or {}) not in TERMINAL
 
 
-@kopf.daemon(*JOBS, when=_active, cancellation_timeout=5.0)  # type: ignore[arg-type]
+@kopf.daemon(*JOBS, when=_active, cancellation_backoff=10.0, cancellation_timeout=10.0)  # type: ignore[arg-type]
 async def synthesis_job(
     stopped: Any, name: str, namespace: str, uid: str, memo: Any, logger: Any, **_: Any
 ) -> None:

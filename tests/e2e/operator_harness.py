@@ -32,6 +32,13 @@ RUNNER_IMAGE_CORE = "aumos/tabular-runner:e2e-core"
 RUNNER_IMAGE_ARGN = "aumos/tabular-runner:e2e-argn"
 
 
+def kubectl_binary() -> str:
+    """The platform's kubectl (or one on PATH)."""
+    from tests.e2e.test_api import _kubectl_binary
+
+    return _kubectl_binary()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

