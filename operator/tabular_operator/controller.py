@@ -90,6 +90,7 @@ class JobController:
         metrics: Metrics,
         faults: Faults,
         interval: float = 10.0,
+        idle_interval: float = 300.0,
         finalizer_timeout: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -102,6 +103,9 @@ class JobController:
         self.metrics = metrics
         self.faults = faults
         self.interval = interval
+        self.idle_interval = idle_interval
+        self._resting: set[str] = set()
+        """Jobs with nothing to watch (suspended, no stage running): they sleep until woken."""
         self.finalizer_timeout = finalizer_timeout
         self.clock = clock
         self._wakers: dict[str, asyncio.Event] = {}
@@ -133,17 +137,21 @@ class JobController:
                     return
                 if phase in TERMINAL:
                     return
-                await self._sleep(event, stopped)
+                # A suspended job with no stage running changes only when its spec does
+                # (which wakes it): it costs no API calls while it rests.
+                resting = uid in self._resting
+                await self._sleep(event, stopped, self.idle_interval if resting else self.interval)
         finally:
             self._wakers.pop(uid, None)
+            self._resting.discard(uid)
 
-    async def _sleep(self, event: asyncio.Event, stopped: Any) -> None:
+    async def _sleep(self, event: asyncio.Event, stopped: Any, timeout: float) -> None:
         """Wait until woken, stopped (the job finished or is deleted) or the interval passes."""
         waiters = [asyncio.ensure_future(event.wait())]
         if hasattr(stopped, "wait"):
             waiters.append(asyncio.ensure_future(stopped.wait()))
         try:
-            await asyncio.wait(waiters, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -173,6 +181,10 @@ class JobController:
             train = obs.runs.get("train")
             if train is not None and train.active and train.pod_started and not train.succeeded:
                 self.faults.crash_point("during-training")
+            if obs.suspend and not any(r.active for r in obs.runs.values()):
+                self._resting.add(uid)
+            else:
+                self._resting.discard(uid)
             phase = current_phase(obs.status)
             self.metrics.set_phase(uid, phase.value if phase else None)
             decision = decide(obs)

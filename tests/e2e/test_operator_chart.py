@@ -1,0 +1,100 @@
+"""The chart as a user installs it: helm, the operator as its Deployment's pod, the example.
+
+``tests.platform.deploy.install`` (what ``make deploy-local`` runs) installs the chart with
+helm into ``aumos-system``; the Deployment and ReplicaSet controllers make the operator pod,
+the real scheduler binds it, the node agent runs it (``python -m kopf run … -m
+tabular_operator.handlers`` from the chart, with a ServiceAccount token bound to the pod, so
+the chart's ClusterRole is what it may do). Then ``kubectl apply -f`` of the UCI Adult cluster
+example in a tenant namespace must end COMPLETE with the output and report in S3.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.operator_harness import REPO, Cluster, kubectl_binary, wait_for, wait_phase
+from tests.platform import deploy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+
+@pytest.fixture(scope="module")
+def installed(
+    cluster: Cluster, kubeconfig: Path, s3_server: Any, datasets: dict[str, str], helm_bin: Path
+) -> Iterator[str]:
+    tenant = f"chart-{uuid.uuid4().hex[:6]}"
+    deploy.install(deploy.Target(kubeconfig, s3_server), [tenant], timeout=300)
+    yield tenant
+    subprocess.run(
+        [
+            str(helm_bin),
+            "uninstall",
+            deploy.RELEASE,
+            "--namespace",
+            deploy.OPERATOR_NAMESPACE,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_operator_pod_from_the_chart_runs_the_adult_example(
+    installed: str, cluster: Cluster, kubeconfig: Path, s3_client: Any
+) -> None:
+    tenant = installed
+    # Setup: the operator is the chart's pod, not a process of this test
+    pods = cluster.core.list_namespaced_pod(deploy.OPERATOR_NAMESPACE).items
+    operator = [p for p in pods if p.metadata.owner_references and p.status.phase == "Running"]
+    assert len(operator) == 1, [(p.metadata.name, p.status.phase) for p in pods]
+    assert operator[0].metadata.owner_references[0].kind == "ReplicaSet"
+
+    # Run
+    subprocess.run(
+        [
+            kubectl_binary(),
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            tenant,
+            "apply",
+            "-f",
+            str(REPO / "examples" / "cluster" / "adult-s3.yaml"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    # Assert
+    job = wait_phase(cluster, tenant, "adult-gc-s3", ["COMPLETE", "FAILED"], timeout=900)
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    assert status["rowsGenerated"] == 10000 and status["fidelityScore"] >= 0.8
+    prefix = f"tab-jobs/{job['metadata']['uid']}/"
+    names = {
+        o.object_name[len(prefix) :]
+        for o in s3_client.list_objects(f"aumos-tab-{tenant}", prefix, recursive=True)
+    }
+    assert {"output.parquet", "report.json", "report.html", "model.pkl"} <= names
+    # The stage pods ran as the chart's runner ServiceAccount, with no token mounted.
+    runner_sa = {
+        p.spec.service_account_name for p in cluster.stage_pods(tenant, job["metadata"]["uid"])
+    }
+    assert len(runner_sa) == 1 and next(iter(runner_sa)).endswith("-runner")
+    wait_for(
+        "the Complete event",
+        lambda: "Complete" in {e.reason for e in cluster.events(tenant, "adult-gc-s3")},
+        timeout=30,
+    )
