@@ -41,6 +41,7 @@ from tabular_operator.reconcile import (
     Consume,
     CreateStage,
     Decision,
+    DeleteStage,
     Observation,
     Release,
     Resolved,
@@ -282,6 +283,9 @@ class JobController:
                 await self._create_stage(body, obs, action, logger)
                 if action.step.stage == "train":
                     self.faults.crash_point("after-train-job-created")
+            elif isinstance(action, DeleteStage):
+                run = obs.runs[action.suffix]
+                await asyncio.to_thread(self.kube.delete_job, namespace, run.name)
             elif isinstance(action, SuspendStage):
                 run = obs.runs[action.suffix]
                 await asyncio.to_thread(self.kube.suspend_job, namespace, run.name, action.suspend)

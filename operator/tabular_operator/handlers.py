@@ -62,6 +62,16 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -
     )
 
 
+@kopf.on.login()  # type: ignore[arg-type]
+def login(**kwargs: Any) -> Any:
+    """Authenticate with the official client only: in-cluster credentials, else the kubeconfig.
+
+    Kopf otherwise also tries pykube when it is installed, which ignores a kubeconfig's
+    ``tokenFile`` and would talk to the apiserver anonymously.
+    """
+    return kopf.login_via_client(**kwargs)
+
+
 def _active(status: dict[str, Any], **_: Any) -> bool:
     return current_phase(status or {}) not in TERMINAL
 

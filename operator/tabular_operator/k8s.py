@@ -146,6 +146,16 @@ class Kube:
             if exc.status != 404:
                 raise _wrap(exc, f"suspend Job {name}") from exc
 
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete one Job (its pods follow); absent is fine."""
+        try:
+            self.batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _wrap(exc, f"delete Job {name}") from exc
+
     def delete_stage_jobs(self, namespace: str, uid: str) -> int:
         """Delete every stage Job of a SynthesisJob (pods follow by garbage collection)."""
         count = 0

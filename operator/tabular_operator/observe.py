@@ -39,6 +39,18 @@ def _started(pod: Mapping[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") in ("Running", "Succeeded")
 
 
+CONFIG_ERRORS = ("CreateContainerConfigError", "InvalidImageName")
+"""Container waiting reasons that never resolve by waiting (a missing Secret or key)."""
+
+
+def _config_error(pod: Mapping[str, Any]) -> str:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = status.get("state", {}).get("waiting") or {}
+        if waiting.get("reason") in CONFIG_ERRORS:
+            return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+    return ""
+
+
 def parse_result(message: str | None) -> dict[str, Any] | None:
     """A stage's termination message as JSON (None if empty; ``error`` if not JSON)."""
     if not message:
@@ -98,5 +110,6 @@ def stage_runs(
             pod_failures=int(status.get("failed") or 0),
             exit_code=exit_code,
             result=result,
+            config_error=next((e for e in map(_config_error, job_pods) if e), ""),
         )
     return runs

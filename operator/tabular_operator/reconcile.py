@@ -20,7 +20,7 @@ moves backwards (:func:`advance`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +87,8 @@ class StageRun:
     exit_code: int | None = None
     result: Mapping[str, Any] | None = None
     """The stage's JSON result (termination message, or the store's copy)."""
+    config_error: str = ""
+    """A pod cannot start for a reason waiting will not fix (a missing Secret or key)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,14 @@ class Emit:
     message: str
 
 
-Action = Allocate | CreateStage | SuspendStage | Consume | Release
+@dataclass(frozen=True)
+class DeleteStage:
+    """Delete a stage Job whose pods can never start (so nothing waits on it forever)."""
+
+    suffix: str
+
+
+Action = Allocate | CreateStage | SuspendStage | Consume | Release | DeleteStage
 
 
 @dataclass
@@ -347,6 +356,11 @@ def result_fields(step: Step, result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _failure(step: Step, run: StageRun) -> tuple[str, str]:
+    if run.config_error:
+        return cond.INVALID_SPEC, (
+            f"{step.stage} cannot start: {run.config_error} — check spec.source.secretRef "
+            "(a Secret in this namespace with accessKey and secretKey)"
+        )
     error = str((run.result or {}).get("error") or "").strip()
     if run.exit_code == GATE_EXIT:
         return cond.GATE_FAILED, error or "the quality gate refused the synthetic data"
@@ -391,6 +405,12 @@ def decide(obs: Observation) -> Decision:  # noqa: C901 - one readable walk over
             return _create(obs, step, spec, patch, actions, events)
         if run.failed:
             return _fail_stage(obs, step, run, patch)
+        if run.config_error and not run.succeeded:
+            # Waiting will not create a missing Secret: fail now, and remove the Job so that
+            # nothing keeps retrying its pod.
+            decision = _fail_stage(obs, step, replace(run, failed=True), patch)
+            decision.actions.insert(0, DeleteStage(step.suffix))
+            return decision
         if run.succeeded and run.result is not None:
             fields = result_fields(step, run.result)
             patch |= fields

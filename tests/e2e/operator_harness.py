@@ -55,6 +55,7 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def log(self) -> Path:
@@ -74,7 +75,7 @@ class OperatorProcess:
             "AUMOS_RUNNER_IMAGE_ARGN": RUNNER_IMAGE_ARGN,
             "AUMOS_RUNNER_SERVICE_ACCOUNT": "aumos-runner",
             "AUMOS_RECONCILE_INTERVAL_SECONDS": "3",
-            "AUMOS_METRICS_PORT": str(free_port()),
+            "AUMOS_METRICS_PORT": str(self.metrics_port),
             "AUMOS_STAGE_BACKOFF_LIMIT": "2",
             "AUMOS_LEDGER_FILE": str(self.workdir / "ledger.jsonl"),
             **self.env,

@@ -89,7 +89,41 @@ def applied(cluster: Cluster, tenant: str, operator: OperatorProcess) -> dict[st
             },
         },
         _penguins("paused", suspend=True),
+        # Names that exist only in another tenant's namespace (created below).
+        _penguins("foreign-profile", generator=None, profileRef={"name": "shared"}),
+        _penguins(
+            "foreign-secret",
+            source={"uri": "s3://datasets/penguins/penguins.csv", "secretRef": {"name": "shared"}},
+        ),
+        {
+            "kind": "SynthesisJob",
+            "metadata": {"name": "foreign-schema"},
+            "spec": {"schemaRef": {"name": "shared"}, "generator": {"type": "hma"}},
+        },
     ]
+    other = cluster.namespace("other")
+    cluster.secret(other, "shared", {"accessKey": "a", "secretKey": "b"})
+    cluster.create(
+        other,
+        {
+            "kind": "GenerationProfile",
+            "metadata": {"name": "shared"},
+            "spec": {"generator": {"type": "gaussian_copula"}},
+        },
+    )
+    cluster.create(
+        other,
+        {
+            "kind": "MultiTableSchema",
+            "metadata": {"name": "shared"},
+            "spec": {
+                "tables": [{"name": "t", "source": {"uri": "s3://datasets/penguins/penguins.csv"}}]
+            },
+        },
+    )
+    for body in jobs:
+        if body["spec"].get("generator", "") is None:
+            del body["spec"]["generator"]
     created = {}
     for body in jobs:
         obj = cluster.create(tenant, body)
@@ -219,6 +253,54 @@ def test_missing_profile_fails_naming_the_field(
     assert cluster.stage_jobs(tenant, job["metadata"]["uid"]) == []
 
 
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("foreign-profile", "spec.profileRef.name: GenerationProfile 'shared' not found"),
+        ("foreign-schema", "spec.schemaRef.name: MultiTableSchema 'shared' not found"),
+        ("foreign-secret", 'secret "shared" not found'),
+    ],
+    ids=["profile", "schema", "secret"],
+)
+def test_a_tenant_never_reads_another_namespaces_objects(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    name: str,
+    words: str,
+) -> None:
+    job = wait_phase(cluster, tenant, name, ["COMPLETE", "FAILED"], timeout=120, operator=operator)
+    assert job["status"]["phase"] == "FAILED"
+    assert words in job["status"]["errorMessage"]
+    assert _conditions(job)["Stalled"] == ("True", "InvalidSpec")
+    # nothing is left retrying
+    wait_for(
+        "no stage Job left",
+        lambda: cluster.stage_jobs(tenant, job["metadata"]["uid"]) == [],
+        timeout=60,
+    )
+
+
+def test_metrics_count_jobs_by_phase(
+    cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
+) -> None:
+    import urllib.request
+
+    wait_phase(cluster, tenant, "adult-gc-s3", ["COMPLETE"], timeout=600, operator=operator)
+    port = operator.metrics_port
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("aumos_")
+    }
+    assert values['aumos_synthesis_jobs{phase="COMPLETE"}'] >= 1
+    assert values['aumos_synthesis_jobs{phase="FAILED"}'] >= 1
+    assert values["aumos_reconciles_total"] > 0
+    assert values['aumos_stage_duration_seconds_count{stage="train"}'] >= 1
+
+
 def test_from_model_resamples_without_training(
     cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
 ) -> None:
@@ -337,6 +419,16 @@ def test_delete_during_training_cleans_up_within_30s(
     uid = obj["metadata"]["uid"]
     wait_for(
         "its train process", lambda: runner_processes(uid, "train"), timeout=240, operator=operator
+    )
+    # the epochs show in status while it trains (the runner writes them into the store)
+    wait_for(
+        "an epoch in status.message",
+        lambda: (
+            "epoch"
+            in ((cluster.get(tenant, "to-delete") or {}).get("status") or {}).get("message", "")
+        ),
+        timeout=120,
+        operator=operator,
     )
 
     # Run

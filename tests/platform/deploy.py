@@ -133,11 +133,29 @@ def values(env: Target, tenants: list[str]) -> dict[str, Any]:
         "metrics": {"port": free_port()},
     }
     out["operator"]["healthPort"] = free_port()
+    if _unmanaged_policy(env):
+        # `kubectl apply -f crds/` already installed the spec-lock policy; Helm refuses to
+        # adopt an object it did not create, and the policy is there either way.
+        out["admissionPolicy"] = {"enabled": False}
     if env.database_url:
         out["postgres"] = {"existingSecret": "aumos-postgres"}
     if env.kafka_bootstrap:
         out["kafka"] = {"enabled": True, "bootstrapServers": env.kafka_bootstrap}
     return out
+
+
+SPEC_LOCK_POLICY = "synthesisjob-spec-lock.tabular.aumos.io"
+
+
+def _unmanaged_policy(env: Target) -> bool:
+    """Whether the spec-lock policy exists and was not installed by Helm."""
+    out = kubectl(
+        env, "get", "validatingadmissionpolicy", SPEC_LOCK_POLICY, "-o", "json", check=False
+    )
+    if not out.strip():
+        return False
+    labels = json.loads(out).get("metadata", {}).get("labels", {})
+    return labels.get("app.kubernetes.io/managed-by") != "Helm"
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ from tabular_operator.reconcile import (
     Allocate,
     Consume,
     CreateStage,
+    DeleteStage,
     Observation,
     Release,
     Resolved,
@@ -339,3 +340,16 @@ def test_phase_never_moves_backwards(current: Phase | None, new: Phase, expected
 def test_settle_is_none_once_settled() -> None:
     assert settle({"budget": {"allocationId": "a", "epsilon": 1, "state": "consumed"}}, {}) is None
     assert settle({}, {}) is None
+
+
+def test_a_pod_that_cannot_start_fails_the_job_and_releases_its_budget() -> None:
+    budget = {"allocationId": "a1", "epsilon": 1.0, "delta": 1e-6, "state": "allocated"}
+    run = StageRun(
+        "train", "j-train", config_error='CreateContainerConfigError: secret "s3" not found'
+    )
+    d = decide(obs(status(Phase.TRAINING, DP_SPEC, budget=budget), run))
+    assert d.phase is Phase.FAILED
+    assert conds(d.status)[cond.STALLED] == ("True", cond.INVALID_SPEC)
+    assert 'secret "s3" not found' in d.status["errorMessage"]
+    assert "spec.source.secretRef" in d.status["errorMessage"]
+    assert d.actions == [DeleteStage("train"), Release("a1")]
