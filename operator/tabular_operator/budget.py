@@ -18,11 +18,14 @@ The PostgreSQL ledger with caps from PrivacyBudget resources is the privacy-budg
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,39 +38,86 @@ class BudgetRefused(BudgetError):
     """The allocation would pass the tenant's cap; nothing was reserved."""
 
 
-class Ledger(Protocol):
-    """Allocate, consume, release."""
+@dataclass(frozen=True)
+class BudgetCap:
+    """A PrivacyBudget as the ledger keeps it: a cap for a tenant, or for one of its datasets."""
 
-    def allocate(
+    tenant: str
+    name: str
+    epsilon: float
+    delta: float
+    period: str = "none"
+    """``none | daily | weekly | monthly | yearly``: the cap renews at each period start."""
+    dataset: str | None = None
+    """A source uri: the cap applies to jobs reading it; ``None``: to every job of the tenant."""
+
+
+@dataclass(frozen=True)
+class BudgetSummary:
+    """What a PrivacyBudget's status mirrors (ε; the current period only)."""
+
+    epsilon: float
+    spent: float
+    reserved: float
+    remaining: float
+    allocations: int
+    period_start: datetime | None = None
+    last_change: datetime | None = None
+
+
+class Ledger(Protocol):
+    """Allocate, consume, release; and the caps PrivacyBudgets declare."""
+
+    async def allocate(
         self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
     ) -> str:
         """Reserve ε/δ for ``key``; return the allocation id (the same id for the same key).
 
         Raises:
-            BudgetRefused: the cap would be exceeded.
+            BudgetRefused: a cap would be exceeded, or no cap applies; nothing was reserved.
         """
 
-    def consume(self, allocation_id: str, epsilon: float) -> None:
+    async def consume(self, allocation_id: str, epsilon: float) -> None:
         """Charge ``epsilon`` (≤ the allocation) once; the unspent rest returns."""
 
-    def release(self, allocation_id: str) -> None:
+    async def release(self, allocation_id: str) -> None:
         """Return an allocation that was never consumed."""
+
+    async def set_cap(self, cap: BudgetCap) -> BudgetSummary:
+        """Create or change a cap (idempotent); a cap below what is spent leaves 0 remaining."""
+
+    async def remove_cap(self, tenant: str, name: str) -> None:
+        """Forget a cap (its history stays)."""
+
+    async def summary(self, tenant: str, name: str) -> BudgetSummary | None:
+        """The cap's current figures, or None if there is no such cap."""
 
 
 class UnmeteredLedger:
     """Grants everything and records nothing (no database configured)."""
 
-    def allocate(
+    async def allocate(
         self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
     ) -> str:
         """A stable id derived from the key."""
         return f"unmetered-{key}"
 
-    def consume(self, allocation_id: str, epsilon: float) -> None:
+    async def consume(self, allocation_id: str, epsilon: float) -> None:
         """Nothing is recorded."""
 
-    def release(self, allocation_id: str) -> None:
+    async def release(self, allocation_id: str) -> None:
         """Nothing is recorded."""
+
+    async def set_cap(self, cap: BudgetCap) -> BudgetSummary:
+        """Caps are not enforced: the summary says nothing was spent."""
+        return BudgetSummary(cap.epsilon, 0.0, 0.0, cap.epsilon, 0)
+
+    async def remove_cap(self, tenant: str, name: str) -> None:
+        """Nothing to forget."""
+
+    async def summary(self, tenant: str, name: str) -> BudgetSummary | None:
+        """Unknown: nothing is recorded."""
+        return None
 
 
 class FileLedger:
@@ -104,10 +154,36 @@ class FileLedger:
                 allocations[line["id"]]["consumed"] = line.get("epsilon", 0.0)
         return allocations
 
-    def allocate(
+    async def allocate(
         self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
     ) -> str:
         """Idempotent on ``key``; refused when the tenant's cap would be passed."""
+        return await asyncio.to_thread(self._allocate, tenant, dataset, epsilon, delta, key)
+
+    async def consume(self, allocation_id: str, epsilon: float) -> None:
+        """Once per allocation; a repeat is a no-op; never above the allocation."""
+        await asyncio.to_thread(self._consume, allocation_id, epsilon)
+
+    async def release(self, allocation_id: str) -> None:
+        """Only an allocation never consumed; a repeat is a no-op."""
+        await asyncio.to_thread(self._release, allocation_id)
+
+    async def set_cap(self, cap: BudgetCap) -> BudgetSummary:
+        """Caps are the constructor's (a file ledger serves tests and single replicas)."""
+        self.caps[cap.tenant] = cap.epsilon
+        return BudgetSummary(cap.epsilon, 0.0, 0.0, cap.epsilon, 0)
+
+    async def remove_cap(self, tenant: str, name: str) -> None:
+        """Forget the tenant's cap."""
+        self.caps.pop(tenant, None)
+
+    async def summary(self, tenant: str, name: str) -> BudgetSummary | None:
+        """Not kept per cap by this ledger."""
+        return None
+
+    def _allocate(
+        self, tenant: str, dataset: str | None, epsilon: float, delta: float, key: str
+    ) -> str:
         allocation_id = f"file-{key}"
         with self._locked() as lines:
             state = self._state(lines)
@@ -138,8 +214,7 @@ class FileLedger:
             )
         return allocation_id
 
-    def consume(self, allocation_id: str, epsilon: float) -> None:
-        """Once per allocation; a repeat is a no-op; never above the allocation."""
+    def _consume(self, allocation_id: str, epsilon: float) -> None:
         with self._locked() as lines:
             state = self._state(lines).get(allocation_id)
             if state is None:
@@ -152,8 +227,7 @@ class FileLedger:
                 {"op": "consume", "id": allocation_id, "epsilon": min(epsilon, state["epsilon"])}
             )
 
-    def release(self, allocation_id: str) -> None:
-        """Only an allocation never consumed; a repeat is a no-op."""
+    def _release(self, allocation_id: str) -> None:
         with self._locked() as lines:
             state = self._state(lines).get(allocation_id)
             if state is None or state["state"] == "released":

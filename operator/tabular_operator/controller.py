@@ -290,11 +290,11 @@ class JobController:
                 run = obs.runs[action.suffix]
                 await asyncio.to_thread(self.kube.suspend_job, namespace, run.name, action.suspend)
             elif isinstance(action, Consume):
-                await asyncio.to_thread(self.ledger.consume, action.allocation_id, action.epsilon)
+                await self.ledger.consume(action.allocation_id, action.epsilon)
                 logger.info("budget: consumed ε %s of %s", action.epsilon, action.allocation_id)
                 self.faults.crash_point("after-consume")
             elif isinstance(action, Release):
-                await asyncio.to_thread(self.ledger.release, action.allocation_id)
+                await self.ledger.release(action.allocation_id)
                 logger.info("budget: released %s", action.allocation_id)
         if len(decision.status.get("completed", [])) > len(obs.status.get("completed", [])):
             self.faults.crash_point("after-result-read")
@@ -351,8 +351,7 @@ class JobController:
     ) -> None:
         meta = body["metadata"]
         try:
-            allocation_id = await asyncio.to_thread(
-                self.ledger.allocate,
+            allocation_id = await self.ledger.allocate(
                 meta["namespace"],
                 action.dataset,
                 action.epsilon,
@@ -455,12 +454,12 @@ class JobController:
         self.faults.crash_point("in-finalizer")
         action = settle(status, runs)
         if isinstance(action, Consume):
-            await asyncio.to_thread(self.ledger.consume, action.allocation_id, action.epsilon)
+            await self.ledger.consume(action.allocation_id, action.epsilon)
             logger.info(
                 "budget: consumed ε %s of %s (deleted after training started)",
                 action.epsilon,
                 action.allocation_id,
             )
         elif isinstance(action, Release):
-            await asyncio.to_thread(self.ledger.release, action.allocation_id)
+            await self.ledger.release(action.allocation_id)
             logger.info("budget: released %s (deleted before training)", action.allocation_id)
