@@ -28,6 +28,9 @@ class App:
     controller: JobController
     metrics: Metrics
     ledger_kind: str
+    ledger: Ledger
+    ledger_enforced: bool
+    """Whether the ledger enforces caps (the unmetered one records nothing)."""
 
 
 def stage_settings(settings: OperatorSettings, *, with_store_secret: bool) -> StageSettings:
@@ -78,4 +81,5 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
         interval=settings.reconcile_interval_seconds,
         finalizer_timeout=settings.finalizer_timeout_seconds,
     )
-    return App(settings, kube, controller, metrics, ledger_kind)
+    enforced = not isinstance(ledger, UnmeteredLedger)
+    return App(settings, kube, controller, metrics, ledger_kind, ledger, enforced)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tabular_operator.conditions import validity_conditions
+from tabular_operator.conditions import set_condition, validity_conditions
 from tabular_runner.spec import (
     GenerationProfileSpec,
     MultiTableSchemaSpec,
@@ -97,4 +97,67 @@ def schema_status(
     }
     if problem is None:
         patch["depth"] = schema_depth(tables, spec.get("relationships", []))
+    return patch
+
+
+CAP_BELOW_SPENT = "CapBelowSpent"
+"""Ready=False reason of a PrivacyBudget lowered below what its period already spent."""
+
+
+def budget_status(
+    body: Mapping[str, Any], summary: Any, now: datetime, *, enforced: bool
+) -> dict[str, Any]:
+    """Status patch of a PrivacyBudget: the ledger's figures for the current period.
+
+    Args:
+        body: The PrivacyBudget as read from the API.
+        summary: The ledger's :class:`~tabular_operator.budget.BudgetSummary` (None: unknown).
+        now: The time of this observation.
+        enforced: Whether the configured ledger enforces caps (the unmetered one does not).
+    """
+    meta = body["metadata"]
+    generation = meta.get("generation")
+    conditions = list((body.get("status") or {}).get("conditions", []))
+    patch: dict[str, Any] = {"observedGeneration": generation}
+    if not enforced or summary is None:
+        message = (
+            "not enforced: no budget ledger is configured (chart: postgres.existingSecret)"
+            if not enforced
+            else "no figures yet"
+        )
+        patch["conditions"] = validity_conditions(
+            conditions, False, message, generation=generation, now=now
+        )
+        return patch
+    spent = round(float(summary.spent), 6)
+    patch |= {
+        "spent": spent,
+        "reserved": round(float(summary.reserved), 6),
+        "remaining": round(max(float(summary.remaining), 0.0), 6),
+        "allocations": int(summary.allocations),
+    }
+    if summary.period_start is not None:
+        patch["periodStart"] = summary.period_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if summary.last_change is not None:
+        patch["lastChange"] = summary.last_change.strftime("%Y-%m-%dT%H:%M:%SZ")
+    cap = float((body.get("spec") or {}).get("epsilon", summary.epsilon))
+    if spent > cap + 1e-9:
+        message = (
+            f"the cap ε {cap:g} is below the ε {spent:g} already spent this period: "
+            "nothing remains until the period renews (history is kept)"
+        )
+        out = set_condition(
+            conditions, "Ready", False, CAP_BELOW_SPENT, message, generation=generation, now=now
+        )
+        patch["conditions"] = set_condition(
+            out, "Stalled", False, CAP_BELOW_SPENT, "", generation=generation, now=now
+        )
+    else:
+        patch["conditions"] = validity_conditions(
+            conditions,
+            True,
+            f"ε {patch['remaining']:g} of {cap:g} remains",
+            generation=generation,
+            now=now,
+        )
     return patch

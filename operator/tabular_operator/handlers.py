@@ -11,6 +11,7 @@ Run as the chart does: ``kopf run --standalone --all-namespaces -m tabular_opera
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ import kopf
 
 from tabular_operator import catalog
 from tabular_operator.bootstrap import App, build
+from tabular_operator.budget import BudgetCap
 from tabular_operator.controller import utcnow
 from tabular_operator.manifests import UID_LABEL
 from tabular_operator.reconcile import TERMINAL, current_phase
@@ -26,6 +28,7 @@ from tabular_runner.spec import API_GROUP, API_VERSION_NAME
 FINALIZER = "tabular.aumos.io/finalizer"
 JOBS = (API_GROUP, API_VERSION_NAME, "synthesisjobs")
 PROFILES = (API_GROUP, API_VERSION_NAME, "generationprofiles")
+BUDGETS = (API_GROUP, API_VERSION_NAME, "privacybudgets")
 SCHEMAS = (API_GROUP, API_VERSION_NAME, "multitableschemas")
 
 
@@ -105,11 +108,11 @@ def stage_job_changed(labels: Any, memo: Any, **_: Any) -> None:
 async def _patch_catalog(kind: str, body: Any, memo: Any, builder: Any) -> None:
     app = _app(memo)
     meta = body["metadata"]
-    jobs = app.kube.list_all("synthesisjobs", meta["namespace"])
+    jobs = await asyncio.to_thread(app.kube.list_all, "synthesisjobs", meta["namespace"])
     patch = builder(dict(body), jobs, utcnow())
     current = dict(body.get("status") or {})
     if any(current.get(k) != v for k, v in patch.items()):
-        app.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
+        await asyncio.to_thread(app.kube.patch_status, kind, meta["namespace"], meta["name"], patch)
 
 
 @kopf.on.resume(*PROFILES)  # type: ignore[arg-type]
@@ -126,12 +129,13 @@ async def profile_changed(body: Any, memo: Any, **_: Any) -> None:
     await _patch_catalog("generationprofiles", body, memo, catalog.profile_status)
     app = _app(memo)
     meta = body["metadata"]
-    for job in app.kube.list_all("synthesisjobs", meta["namespace"]):
+    for job in await asyncio.to_thread(app.kube.list_all, "synthesisjobs", meta["namespace"]):
         status = job.get("status") or {}
         snap = (status.get("snapshot") or {}).get("profile") or {}
         if snap.get("name") != meta["name"] or current_phase(status) in TERMINAL:
             continue
-        app.kube.post_event(
+        await asyncio.to_thread(
+            app.kube.post_event,
             job,
             "Normal",
             "ProfileChanged",
@@ -148,3 +152,43 @@ async def profile_changed(body: Any, memo: Any, **_: Any) -> None:
 async def schema_status(body: Any, memo: Any, **_: Any) -> None:
     """Validity, table count, depth and usedBy of a MultiTableSchema."""
     await _patch_catalog("multitableschemas", body, memo, catalog.schema_status)
+
+
+def _cap(body: Any) -> BudgetCap:
+    spec = body.get("spec") or {}
+    meta = body["metadata"]
+    return BudgetCap(
+        tenant=meta["namespace"],
+        name=meta["name"],
+        epsilon=float(spec["epsilon"]),
+        delta=float(spec.get("delta", 1e-5)),
+        period=str(spec.get("period", "none")),
+        dataset=spec.get("dataset"),
+    )
+
+
+@kopf.on.resume(*BUDGETS)  # type: ignore[arg-type]
+@kopf.on.create(*BUDGETS)  # type: ignore[arg-type]
+@kopf.on.update(*BUDGETS, field="spec")  # type: ignore[arg-type]
+@kopf.timer(*BUDGETS, interval=10.0, initial_delay=5.0)  # type: ignore[arg-type]
+async def budget_status(body: Any, memo: Any, **_: Any) -> None:
+    """Hand the cap to the ledger and mirror the ledger's figures into status."""
+    app = _app(memo)
+    summary = await app.ledger.set_cap(_cap(body))
+    latest = await app.ledger.summary(body["metadata"]["namespace"], body["metadata"]["name"])
+    patch = catalog.budget_status(
+        dict(body), latest or summary, utcnow(), enforced=app.ledger_enforced
+    )
+    current = dict(body.get("status") or {})
+    if any(current.get(k) != v for k, v in patch.items()):
+        meta = body["metadata"]
+        await asyncio.to_thread(
+            app.kube.patch_status, "privacybudgets", meta["namespace"], meta["name"], patch
+        )
+
+
+@kopf.on.delete(*BUDGETS, optional=True)  # type: ignore[arg-type]
+async def budget_deleted(body: Any, memo: Any, **_: Any) -> None:
+    """The cap goes; the allocations and their audit stay in the ledger."""
+    meta = body["metadata"]
+    await _app(memo).ledger.remove_cap(meta["namespace"], meta["name"])
