@@ -13,7 +13,10 @@ Adapters here:
 * :class:`FileLedger` — a JSON-lines ledger in one file under an exclusive lock, with a cap per
   tenant: for a single-replica operator with a volume, and for tests that count the calls.
 
-The PostgreSQL ledger with caps from PrivacyBudget resources is the privacy-budget issue's.
+The PostgreSQL ledger (:mod:`tabular_operator.ledger_pg`) and the external privacy engine
+(:mod:`tabular_operator.ledger_http`) implement the same port; the pure helpers below (integer
+units, period starts, refusal wording) are shared by them and by their tests
+(docs/adr/0005-budget-ledger.md).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +39,14 @@ class BudgetError(Exception):
 
 class BudgetRefused(BudgetError):
     """The allocation would pass the tenant's cap; nothing was reserved."""
+
+
+class BudgetUnavailable(BudgetError):
+    """The ledger could not be reached (database down, privacy engine unreachable).
+
+    A :class:`BudgetError`, so a caller that fails the job on any ledger error still does; a
+    caller that can wait may retry it instead (nothing was decided).
+    """
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,70 @@ class Ledger(Protocol):
 
     async def summary(self, tenant: str, name: str) -> BudgetSummary | None:
         """The cap's current figures, or None if there is no such cap."""
+
+
+EPSILON_UNIT = 1_000_000
+"""Ledgers keep ε as integer micro-ε: ``round(ε · 10⁶)`` (sums are exact, never drift)."""
+DELTA_UNIT = 1_000_000_000_000
+"""…and δ as ``round(δ · 10¹²)`` (a δ below 5·10⁻¹³ counts as 0)."""
+PERIODS = ("none", "daily", "weekly", "monthly", "yearly")
+
+
+def epsilon_units(epsilon: float) -> int:
+    """ε in integer micro-ε."""
+    return round(epsilon * EPSILON_UNIT)
+
+
+def delta_units(delta: float) -> int:
+    """δ in integer units of 10⁻¹²."""
+    return round(delta * DELTA_UNIT)
+
+
+def period_start(period: str, now: datetime) -> datetime | None:
+    """The UTC calendar start of the period holding ``now``; ``None`` for ``none`` (all time).
+
+    Weeks start on Monday (ISO 8601). ``now`` must be timezone-aware.
+
+    Raises:
+        ValueError: an unknown period, or a naive ``now``.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "none":
+        return None
+    if period == "daily":
+        return day
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())
+    if period == "monthly":
+        return day.replace(day=1)
+    if period == "yearly":
+        return day.replace(month=1, day=1)
+    raise ValueError(f"unknown budget period {period!r}; one of {', '.join(PERIODS)}")
+
+
+def remaining_units(cap: int, spent: int, reserved: int) -> int:
+    """What is left of a cap; never negative (a cap lowered below what is spent leaves 0)."""
+    return max(0, cap - spent - reserved)
+
+
+def refusal_message(
+    *, quantity: str, requested: float, remaining: float, cap: float, where: str
+) -> str:
+    """The one wording of a refusal: what was asked, what remains of which cap."""
+    return f"requested {quantity} {requested:g} but {remaining:g} of {cap:g} remains in {where}"
+
+
+def no_budget_message(tenant: str, dataset: str | None) -> str:
+    """A refusal when no PrivacyBudget applies, telling how to create one."""
+    scope = f" for dataset {dataset}" if dataset else ""
+    return (
+        f"no PrivacyBudget applies to namespace {tenant!r}{scope}: create one, e.g. "
+        f"`kubectl apply -n {tenant} -f budget.yaml` with kind: PrivacyBudget "
+        "(apiVersion tabular.aumos.io/v1alpha1) and spec.epsilon set to the ε the namespace "
+        "may spend"
+    )
 
 
 class UnmeteredLedger:

@@ -57,6 +57,21 @@ class OperatorSettings(BaseSettings):
     database_url: SecretStr | None = None
     privacy_engine_url: str = ""
     privacy_engine_token: SecretStr | None = None
+    privacy_engine_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Per-request timeout of the external privacy engine."
+    )
+    privacy_engine_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed privacy-engine call (idempotent)."
+    )
+    default_budget_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        description="PostgreSQL ledger: ε a namespace may spend (all time) when no "
+        "PrivacyBudget applies to a job; unset: such jobs are refused.",
+    )
+    default_budget_delta: float = Field(
+        default=1e-5, gt=0, lt=1, description="δ of the default budget."
+    )
     ledger_file: str = Field(
         default="",
         description="File-backed ledger (JSON lines) for a single-replica operator without "
