@@ -193,8 +193,8 @@ class JobController:
                 return phase
             await self.act(body, obs, decision, logger)
             phase = decision.phase or phase
-            if not decision.actions:
-                return phase
+            if not decision.actions and (decision.phase is None or phase in TERMINAL):
+                return phase  # a status write alone changes nothing more to do
         return phase
 
     async def observe(self, body: Mapping[str, Any]) -> Observation:

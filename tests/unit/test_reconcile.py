@@ -353,3 +353,18 @@ def test_a_pod_that_cannot_start_fails_the_job_and_releases_its_budget() -> None
     assert 'secret "s3" not found' in d.status["errorMessage"]
     assert "spec.source.secretRef" in d.status["errorMessage"]
     assert d.actions == [DeleteStage("train"), Release("a1")]
+
+
+def test_a_job_created_suspended_says_so_after_it_is_queued() -> None:
+    # Setup: the first decision queues it (a phase change), the next one must say "suspended"
+    resolved = Resolved(spec=GC_SPEC, generator="gaussian_copula")
+    first = decide(obs({}, resolution=resolved, suspend=True))
+    assert first.phase is Phase.QUEUED
+
+    # Run
+    second = decide(obs(dict(first.status), suspend=True))
+
+    # Assert
+    assert not second.actions
+    assert conds(second.status)[cond.RECONCILING] == ("True", cond.SUSPENDED)
+    assert second.status["message"] == "suspended before train"
