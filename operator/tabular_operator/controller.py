@@ -290,6 +290,7 @@ class JobController:
                 run = obs.runs[action.suffix]
                 await asyncio.to_thread(self.kube.suspend_job, namespace, run.name, action.suspend)
             elif isinstance(action, Consume):
+                self.faults.crash_point("before-consume")
                 await self.ledger.consume(action.allocation_id, action.epsilon)
                 logger.info("budget: consumed ε %s of %s", action.epsilon, action.allocation_id)
                 self.faults.crash_point("after-consume")

@@ -19,6 +19,7 @@ POINTS = (
     "after-train-job-created",
     "during-training",
     "after-result-read",
+    "before-consume",
     "after-consume",
     "between-stages",
     "in-finalizer",

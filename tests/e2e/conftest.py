@@ -97,3 +97,19 @@ def operator(
     op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture(scope="module")
+def adult_3k(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The first 3,000 rows of UCI Adult at s3://datasets/uci/adult/adult-3k.csv (fast DP jobs)."""
+    from tabular_runner import datasets as ds
+    from tabular_runner.spec import DataFormat
+
+    if not s3_client.bucket_exists("datasets"):
+        s3_client.make_bucket("datasets")
+    adult = tmp_path_factory.mktemp("adult") / "adult.csv"
+    ds.export("adult", adult, DataFormat.CSV)
+    head = adult.with_name("adult-3k.csv")
+    head.write_text("".join(adult.read_text().splitlines(keepends=True)[:3001]))
+    s3_client.fput_object("datasets", "uci/adult/adult-3k.csv", str(head))
+    return "s3://datasets/uci/adult/adult-3k.csv"

@@ -203,6 +203,21 @@ class Cluster:
         ]
 
 
+def penguins_job(name: str, **spec: Any) -> dict[str, Any]:
+    """A small SynthesisJob on Palmer penguins in S3 (``datasets`` fixture); ``spec`` overrides."""
+    body: dict[str, Any] = {
+        "source": {
+            "uri": "s3://datasets/penguins/penguins.csv",
+            "secretRef": {"name": "datasets-s3"},
+        },
+        "generator": {"type": "gaussian_copula"},
+        "rows": 300,
+        "validation": {"attacks": 50},
+    }
+    body.update(spec)
+    return {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": body}
+
+
 def wait_for(
     what: str,
     probe: Callable[[], Any],

@@ -26,6 +26,7 @@ from tests.e2e.operator_harness import (
     Cluster,
     OperatorProcess,
     kubectl_binary,
+    penguins_job,
     runner_processes,
     wait_for,
     wait_phase,
@@ -34,20 +35,6 @@ from tests.e2e.operator_harness import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 minio = pytest.importorskip("minio")
-
-
-def _penguins(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": {
-            "uri": "s3://datasets/penguins/penguins.csv",
-            "secretRef": {"name": "datasets-s3"},
-        },
-        "generator": {"type": "gaussian_copula"},
-        "rows": 300,
-        "validation": {"attacks": 50},
-    }
-    body.update(spec)
-    return {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": body}
 
 
 def _example(path: Path) -> list[dict[str, Any]]:
@@ -75,11 +62,11 @@ def applied(cluster: Cluster, tenant: str, operator: OperatorProcess) -> dict[st
     jobs = _example(REPO / "examples" / "cluster" / "adult-s3.yaml")
     jobs += [_example(REPO / "examples" / "cluster" / "penguins-resample.yaml")[0]]
     jobs += [
-        _penguins(
+        penguins_job(
             "missing-source",
             source={"uri": "s3://datasets/nope/missing.csv", "secretRef": {"name": "datasets-s3"}},
         ),
-        _penguins("strict-gate", qualityGate={"minFidelity": 0.999}),
+        penguins_job("strict-gate", qualityGate={"minFidelity": 0.999}),
         {
             "kind": "SynthesisJob",
             "metadata": {"name": "no-profile"},
@@ -88,10 +75,10 @@ def applied(cluster: Cluster, tenant: str, operator: OperatorProcess) -> dict[st
                 "profileRef": {"name": "does-not-exist"},
             },
         },
-        _penguins("paused", suspend=True),
+        penguins_job("paused", suspend=True),
         # Names that exist only in another tenant's namespace (created below).
-        _penguins("foreign-profile", generator=None, profileRef={"name": "shared"}),
-        _penguins(
+        penguins_job("foreign-profile", generator=None, profileRef={"name": "shared"}),
+        penguins_job(
             "foreign-secret",
             source={"uri": "s3://datasets/penguins/penguins.csv", "secretRef": {"name": "shared"}},
         ),
@@ -362,7 +349,7 @@ def test_profile_is_snapshotted_at_start(
             "spec": {"generator": {"type": "gaussian_copula"}, "validation": {"attacks": 50}},
         },
     )
-    body = _penguins("with-profile")
+    body = penguins_job("with-profile")
     del body["spec"]["generator"]
     body["spec"]["profileRef"] = {"name": "fast-gc"}
     cluster.create(tenant, body)
@@ -414,7 +401,7 @@ def test_delete_during_training_cleans_up_within_30s(
 ) -> None:
     # Setup: a slow training (CTGAN, many epochs) that is running
     obj = cluster.create(
-        tenant, _penguins("to-delete", generator={"type": "ctgan", "params": {"epochs": 3000}})
+        tenant, penguins_job("to-delete", generator={"type": "ctgan", "params": {"epochs": 3000}})
     )
     uid = obj["metadata"]["uid"]
     wait_for(
@@ -453,7 +440,7 @@ def test_killed_stage_pod_is_retried_and_completes(
 ) -> None:
     # Setup: a training long enough to be killed mid-way
     obj = cluster.create(
-        tenant, _penguins("killed-once", generator={"type": "ctgan", "params": {"epochs": 40}})
+        tenant, penguins_job("killed-once", generator={"type": "ctgan", "params": {"epochs": 40}})
     )
     uid = obj["metadata"]["uid"]
     pids = wait_for(

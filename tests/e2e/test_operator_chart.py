@@ -10,6 +10,7 @@ example in a tenant namespace must end COMPLETE with the output and report in S3
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ def installed(
 
 
 def test_operator_pod_from_the_chart_runs_the_adult_example(
-    installed: str, cluster: Cluster, kubeconfig: Path, s3_client: Any
+    installed: str, cluster: Cluster, kubeconfig: Path, s3_client: Any, testenv: Any
 ) -> None:
     tenant = installed
     # Setup: the operator is the chart's pod, not a process of this test
@@ -97,4 +98,20 @@ def test_operator_pod_from_the_chart_runs_the_adult_example(
         "the Complete event",
         lambda: "Complete" in {e.reason for e in cluster.events(tenant, "adult-gc-s3")},
         timeout=30,
+    )
+    # Its logs are JSON, and a job's lines name the job (namespace, name, uid).
+    pod = operator[0].metadata
+    log = (
+        Path(testenv.state)
+        / "agent"
+        / "pods"
+        / f"{pod.namespace}_{pod.name}_{pod.uid[:8]}"  # the node agent's pod folder
+        / "operator.log"
+    )
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    about_job = [r for r in lines if "adult-gc-s3-train" in r.get("message", "")]
+    assert about_job, "no log line about the train Job"
+    assert all(
+        r["object"]["uid"] == job["metadata"]["uid"] and r["object"]["namespace"] == tenant
+        for r in about_job
     )

@@ -18,7 +18,6 @@ The ledger is the operator's file ledger (``AUMOS_LEDGER_FILE``), read back here
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ import pytest
 
 from tabular_operator.faults import POINTS
 from tests.e2e.operator_harness import (
-    REPO,
     Cluster,
     OperatorProcess,
     runner_processes,
@@ -36,50 +34,18 @@ from tests.e2e.operator_harness import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-minio = pytest.importorskip("minio")
-
 DP_JOBS = ("dp-a", "dp-b", "dp-c")
 
 
 @pytest.fixture(scope="module")
 def world(
-    kubeconfig: Path, s3_server: Any, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    kubeconfig: Path,
+    s3_server: Any,
+    s3_client: Any,
+    adult_3k: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Cluster, str, OperatorProcess, Any]]:
-    from tabular_runner import datasets as ds
-    from tabular_runner.spec import DataFormat
-    from tests.e2e.test_api import _kubectl_binary
-
-    subprocess.run(
-        [
-            _kubectl_binary(),
-            "--kubeconfig",
-            str(kubeconfig),
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    cluster = Cluster(kubeconfig)
-    s3 = minio.Minio(
-        s3_server.endpoint,
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        secure=False,
-        region=s3_server.region,
-    )
-    if not s3.bucket_exists("datasets"):
-        s3.make_bucket("datasets")
-    # The first 3,000 rows of UCI Adult: DP training in seconds, so the matrix stays short.
-    data = tmp_path_factory.mktemp("crash-data") / "adult.csv"
-    ds.export("adult", data, DataFormat.CSV)
-    head = data.with_name("adult-3k.csv")
-    head.write_text("".join(data.read_text().splitlines(keepends=True)[:3001]))
-    s3.fput_object("datasets", "uci/adult/adult-3k.csv", str(head))
     ns = cluster.namespace("crash")
     work = tmp_path_factory.mktemp("crash-operator")
     op = OperatorProcess(
@@ -89,7 +55,7 @@ def world(
         env={"AUMOS_FAULT_POINTS": ",".join(POINTS), "AUMOS_FAULT_ONCE_DIR": str(work / "faults")},
     )
     op.start()
-    yield cluster, ns, op, s3
+    yield cluster, ns, op, s3_client
     op.stop()
 
 

@@ -27,6 +27,7 @@ from tests.e2e.operator_harness import (
     Cluster,
     OperatorProcess,
     kubectl_binary,
+    penguins_job,
     wait_for,
     wait_phase,
 )
@@ -45,20 +46,6 @@ GPU_TRAIN = {
     "nodeSelector": {"nvidia.com/gpu.present": "true"},
     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
 }
-
-
-def _job(name: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": {
-            "uri": "s3://datasets/penguins/penguins.csv",
-            "secretRef": {"name": "datasets-s3"},
-        },
-        "generator": {"type": "gaussian_copula"},
-        "rows": 300,
-        "validation": {"attacks": 50},
-    }
-    body.update(spec)
-    return {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": body}
 
 
 @pytest.fixture(scope="module")
@@ -88,21 +75,11 @@ def applied(
     tenant: str,
     operator: OperatorProcess,
     flights: dict[str, Any],
-    s3_client: Any,
-    tmp_path_factory: pytest.TempPathFactory,
+    adult_3k: str,
 ) -> dict[str, dict[str, Any]]:
-    from tabular_runner import datasets as ds
-    from tabular_runner.spec import DataFormat
-
-    adult = tmp_path_factory.mktemp("adult") / "adult.csv"
-    ds.export("adult", adult, DataFormat.CSV)
-    head = adult.with_name("adult-3k.csv")
-    head.write_text("".join(adult.read_text().splitlines(keepends=True)[:3001]))
-    s3_client.fput_object("datasets", "uci/adult/adult-3k.csv", str(head))
-
     cluster.create(tenant, flights)
     jobs = [
-        _job(
+        penguins_job(
             "auto-argn",
             source={
                 "uri": "s3://datasets/uci/adult/adult-3k.csv",
@@ -111,7 +88,7 @@ def applied(
             generator={"type": "auto", "params": {"timeBudgetSeconds": 40}},
             rows=500,
         ),
-        _job("on-gpu", resources={"train": GPU_TRAIN}),
+        penguins_job("on-gpu", resources={"train": GPU_TRAIN}),
         {
             "kind": "SynthesisJob",
             "metadata": {"name": "flights"},
@@ -123,8 +100,10 @@ def applied(
                 "validation": {"attacks": 20, "privacySampleRows": 200, "qualitySampleRows": 1000},
             },
         },
-        _job("health-paused", suspend=True),
-        _job("health-failed", generator={"type": "gaussian_copula"}, profileRef={"name": "nope"}),
+        penguins_job("health-paused", suspend=True),
+        penguins_job(
+            "health-failed", generator={"type": "gaussian_copula"}, profileRef={"name": "nope"}
+        ),
     ]
     return {o["metadata"]["name"]: o for o in (cluster.create(tenant, j) for j in jobs)}
 
@@ -240,38 +219,26 @@ def test_gitops_tools_read_the_real_status(
     assert _argocd_health(argo, done)[0] == "Healthy"
     assert _argocd_health(argo, failed)[0] == "Degraded"
     assert _argocd_health(argo, paused)[0] == "Suspended"
+
     # Assert: kubectl wait returns at once for a Ready job and times out for a failed one
-    ok = subprocess.run(
-        [
-            kubectl_binary(),
-            "--kubeconfig",
-            str(kubeconfig),
-            "-n",
-            tenant,
-            "wait",
-            "--for=condition=Ready",
-            "sj/on-gpu",
-            "--timeout=30s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    def wait_ready(name: str, timeout: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                kubectl_binary(),
+                "--kubeconfig",
+                str(kubeconfig),
+                "-n",
+                tenant,
+                "wait",
+                "--for=condition=Ready",
+                f"sj/{name}",
+                f"--timeout={timeout}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ok = wait_ready("on-gpu", "30s")
     assert ok.returncode == 0, ok.stderr
-    no = subprocess.run(
-        [
-            kubectl_binary(),
-            "--kubeconfig",
-            str(kubeconfig),
-            "-n",
-            tenant,
-            "wait",
-            "--for=condition=Ready",
-            "sj/health-failed",
-            "--timeout=2s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert no.returncode != 0
+    assert wait_ready("health-failed", "2s").returncode != 0
