@@ -190,11 +190,98 @@ class SourceSpec(_Model):
         return DataFormat.CSV
 
 
+MAX_PUBLIC_COLUMNS = 1024
+"""Most columns ``publicBounds`` (and, separately, ``publicCategories``) may name."""
+
+MAX_PUBLIC_CATEGORIES = 1000
+"""Most values one column's public category list may hold."""
+
+MAX_CATEGORY_LENGTH = 256
+"""Longest public category value (characters)."""
+
+PUBLIC_KNOWLEDGE = (
+    "Must be public knowledge (a data dictionary, a published standard, physical limits), "
+    "never computed from the data being synthesised: bounds or categories read off the "
+    "private data void the differential-privacy guarantee."
+)
+
+
+class PublicBounds(_Model):
+    """Public range of one numeric (or datetime) column: SmartNoise needs no ε to find it."""
+
+    min: float = Field(
+        allow_inf_nan=False,
+        description="Lower bound; smaller values are clamped to it before training. For a "
+        "datetime column: seconds since 1970-01-01T00:00:00Z.",
+    )
+    max: float = Field(
+        allow_inf_nan=False,
+        description="Upper bound (> min); larger values are clamped to it before training.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PublicBounds:
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min:g}) must be less than max ({self.max:g})")
+        return self
+
+
+PublicCategoryList = Annotated[
+    list[Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH)]],
+    Field(min_length=1, max_length=MAX_PUBLIC_CATEGORIES),
+]
+
+
 class PrivacySpec(_Model):
-    """Differential-privacy parameters of a DP generator (ε covers the whole job)."""
+    """Differential-privacy parameters of a DP generator (ε covers the whole job).
+
+    ``publicBounds`` and ``publicCategories`` describe the columns' domains from public
+    knowledge, so the generator spends no ε discovering them.
+    """
 
     epsilon: float = Field(gt=0, le=100, description="Total ε the job may spend (> 0).")
     delta: float = Field(default=1e-6, gt=0, lt=1, description="δ of (ε, δ)-DP; 0 < δ < 1.")
+    public_bounds: dict[str, PublicBounds] | None = Field(
+        default=None,
+        max_length=MAX_PUBLIC_COLUMNS,
+        description="Public `{min, max}` per numeric or datetime column, by column name. "
+        "A column given here needs no preprocessing ε for DP bounds; values outside are "
+        f"clamped. Used by mst, aim, patectgan and dpctgan. {PUBLIC_KNOWLEDGE}",
+    )
+    public_categories: dict[str, PublicCategoryList] | None = Field(
+        default=None,
+        max_length=MAX_PUBLIC_COLUMNS,
+        description="Public list of the values of a categorical column, by column name "
+        "(strings; `true`/`false` for a boolean column). Synthetic values come from this "
+        "list only; training rows whose value is not in it are dropped (missing values stay "
+        f"missing). Used by mst, aim, patectgan and dpctgan. {PUBLIC_KNOWLEDGE}",
+    )
+
+    @model_validator(mode="after")
+    def _public_domains(self) -> PrivacySpec:
+        for column in self.public_bounds or {}:
+            if not column:
+                raise ValueError("[publicBounds] a column name is empty")
+        for column, values in (self.public_categories or {}).items():
+            if not column:
+                raise ValueError("[publicCategories] a column name is empty")
+            if column in (self.public_bounds or {}):
+                raise ValueError(
+                    f"[publicCategories.{column}] column {column!r} has publicBounds too; "
+                    "give bounds for a numeric column or categories for a categorical one"
+                )
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"[publicCategories.{column}] lists {', '.join(map(repr, repeated))} "
+                    "more than once"
+                )
+        return self
+
+    @property
+    def has_public_domains(self) -> bool:
+        """True when ``publicBounds`` or ``publicCategories`` names at least one column."""
+        return bool(self.public_bounds) or bool(self.public_categories)
 
 
 class RangeConstraint(_Model):
@@ -437,6 +524,13 @@ def _check_privacy(kind: GeneratorType, privacy: PrivacySpec | None) -> None:
             f"[privacy] generator {kind.value} is not differentially private, so "
             "privacy.epsilon would not be honoured; remove privacy or choose mst, aim, "
             "patectgan, dpctgan or tabularargn"
+        )
+    if privacy is not None and privacy.has_public_domains and kind not in DP_GENERATORS:
+        which = "publicBounds" if privacy.public_bounds else "publicCategories"
+        users = ", ".join(sorted(g.value for g in DP_GENERATORS))
+        raise ValueError(
+            f"[privacy.{which}] generator {kind.value} does not use public bounds or "
+            f"categories (only {users} do); remove them or choose one of those generators"
         )
 
 

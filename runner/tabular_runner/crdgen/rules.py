@@ -67,6 +67,23 @@ def _privacy_rules(guard: str) -> list[Rule]:
     ]
 
 
+def _public_domain_rules(guard: str) -> list[Rule]:
+    """Only SmartNoise generators use public bounds/categories (``_check_privacy`` in spec)."""
+    return [
+        {
+            "rule": f"{guard}!has(self.privacy) || self.generator.type in {_cel_list(DP_TYPES)} "
+            "|| !(has(self.privacy.publicBounds) || has(self.privacy.publicCategories))",
+            "messageExpression": "'generator ' + self.generator.type + ' does not use public "
+            f"bounds or categories (only {', '.join(DP_TYPES)} do); remove them or choose one "
+            "of those generators'",
+            "message": "only generators "
+            f"{', '.join(DP_TYPES)} use privacy.publicBounds and privacy.publicCategories",
+            "fieldPath": ".privacy",
+            "reason": "FieldValueForbidden",
+        }
+    ]
+
+
 def _uri_rules(schemes: str, example: str) -> list[Rule]:
     return [
         {
@@ -123,6 +140,7 @@ BY_MODEL: dict[str, dict[str, Any]] = {
                 "reason": "FieldValueForbidden",
             },
             *_privacy_rules("!has(self.generator) || "),
+            *_public_domain_rules("!has(self.generator) || "),
             {
                 "rule": "!has(self.generator) || self.generator.type != 'hma' "
                 "|| has(self.schemaRef)",
@@ -132,7 +150,27 @@ BY_MODEL: dict[str, dict[str, Any]] = {
             },
         ],
     },
-    "GenerationProfileSpec": {"x-kubernetes-validations": _privacy_rules("")},
+    "GenerationProfileSpec": {
+        "x-kubernetes-validations": [*_privacy_rules(""), *_public_domain_rules("")]
+    },
+    "PublicBounds": {
+        "x-kubernetes-validations": [
+            {"rule": "self.min < self.max", "message": "min must be less than max"}
+        ],
+    },
+    "PrivacySpec": {
+        "x-kubernetes-validations": [
+            {
+                # maxProperties bounds the cost; map keys are the column names.
+                "rule": "!has(self.publicBounds) || !has(self.publicCategories) "
+                "|| self.publicBounds.all(c, !(c in self.publicCategories))",
+                "message": "a column has both publicBounds and publicCategories; give bounds "
+                "for a numeric column or categories for a categorical one",
+                "fieldPath": ".publicCategories",
+                "reason": "FieldValueInvalid",
+            }
+        ],
+    },
     "FromModel": {
         "x-kubernetes-validations": [
             {
@@ -193,6 +231,8 @@ BY_FIELD: dict[str, dict[str, Any]] = {
     "SecretRef.name": {"maxLength": REF_MAX},
     "LocalRef.name": {"maxLength": REF_MAX},
     "SynthesisJobSpec.queueName": {"maxLength": 63},
+    # A set: the apiserver refuses a category listed twice, as the model does.
+    "PrivacySpec.publicCategories": {"additionalProperties": {"x-kubernetes-list-type": "set"}},
     "SynthesisJobSpec.constraints": {"maxItems": MAX_CONSTRAINTS},
     "GeneratorSpec.params": {
         # Free-form on purpose: each generator has its own hyper-parameters; the runner's
