@@ -51,7 +51,39 @@ def stage_settings(settings: OperatorSettings, *, with_store_secret: bool) -> St
 
 
 def build_ledger(settings: OperatorSettings) -> tuple[Ledger, str]:
-    """The configured ledger and its name (for the startup log)."""
+    """The configured ledger and its name (for the startup log).
+
+    In order: an external privacy engine (``AUMOS_PRIVACY_ENGINE_URL``); the PostgreSQL ledger
+    (``AUMOS_DATABASE_URL``; its migrations are applied first); the file ledger
+    (``AUMOS_LEDGER_FILE``); else the unmetered one.
+    """
+    # The adapters import their client libraries only when configured.
+    if settings.privacy_engine_url:
+        from tabular_operator.ledger_http import HttpLedger
+
+        ledger: Ledger = HttpLedger(
+            settings.privacy_engine_url,
+            token=settings.secret("privacy_engine_token"),
+            timeout=settings.privacy_engine_timeout_seconds,
+            retries=settings.privacy_engine_retries,
+        )
+        return ledger, f"privacy engine {settings.privacy_engine_url}"
+    database_url = settings.secret("database_url")
+    if database_url:
+        from tabular_operator.ledger_pg import PostgresLedger, migrate
+
+        migrate(database_url)
+        ledger = PostgresLedger(
+            database_url,
+            default_epsilon=settings.default_budget_epsilon,
+            default_delta=settings.default_budget_delta,
+        )
+        default = (
+            f"default ε {settings.default_budget_epsilon:g} without a PrivacyBudget"
+            if settings.default_budget_epsilon is not None
+            else "a PrivacyBudget required"
+        )
+        return ledger, f"postgresql ({default})"
     if settings.ledger_file:
         return FileLedger(settings.ledger_file), f"file {settings.ledger_file}"
     return UnmeteredLedger(), "unmetered (no cap: the PostgreSQL ledger is not configured)"

@@ -495,3 +495,21 @@ def test_random_sequences_keep_every_invariant(
         assert len(settled) == len(set(settled))
 
     asyncio.run(scenario())
+
+
+def test_bootstrap_migrates_and_builds_the_postgres_ledger(migrated: str) -> None:
+    # Setup
+    from tabular_operator.bootstrap import build_ledger
+    from tabular_operator.settings import OperatorSettings
+
+    settings = OperatorSettings(database_url=migrated, default_budget_epsilon=3.0)  # type: ignore[arg-type]
+    # Run
+    ledger, described = build_ledger(settings)
+    # Assert
+    try:
+        assert isinstance(ledger, PostgresLedger)
+        assert described == "postgresql (default ε 3 without a PrivacyBudget)"
+        tenant = f"b-{uuid.uuid4().hex[:8]}"
+        assert run(ledger.allocate(tenant, None, 3.0, 1e-6, "k")).startswith(f"{tenant}/")  # type: ignore[union-attr]
+    finally:
+        ledger.close()
