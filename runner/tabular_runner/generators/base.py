@@ -27,6 +27,11 @@ class PrivacyAccounting:
     epsilon_preprocessing: float = 0.0
     epsilon_training: float = 0.0
     notes: str = ""
+    public_domains: dict[str, Any] | None = None
+    """Which columns' bounds and categories came from the spec (public) or the data.
+
+    A plain ``None`` default (a class attribute) keeps models pickled before it loadable.
+    """
 
     @property
     def epsilon_spent(self) -> float:
@@ -34,8 +39,8 @@ class PrivacyAccounting:
         return self.epsilon_preprocessing + self.epsilon_training
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form for the report."""
-        return {
+        """JSON form for the report (``publicDomains`` only where a generator set it)."""
+        out: dict[str, Any] = {
             "epsilonBudget": self.epsilon_total,
             "epsilonSpent": self.epsilon_spent,
             "epsilonPreprocessing": self.epsilon_preprocessing,
@@ -43,6 +48,9 @@ class PrivacyAccounting:
             "delta": self.delta,
             "notes": self.notes,
         }
+        if self.public_domains:
+            out["publicDomains"] = dict(self.public_domains)
+        return out
 
 
 @dataclass

@@ -10,6 +10,18 @@
   sees a half-spent budget and never subtracts anything on its own (its ``preprocessor_eps``
   path would subtract the odometer's composed ε, which can be below the plain sum).
   Tables without numeric columns spend nothing here.
+
+  *Public domains* (``privacy.publicBounds``, ``privacy.publicCategories``): a column whose
+  bounds the spec gives as public knowledge needs no DP estimate; the transformer is built with
+  those bounds (``BinTransformer``/``MinMaxTransformer`` ``lower``/``upper``), values outside
+  them are clamped, and only the remaining numeric columns share the preprocessing fraction.
+  When every numeric column has public bounds, preprocessing spends exactly 0 and the whole ε
+  goes to training. A categorical column with public categories gets exactly that list
+  (whatever the data holds); training rows whose value is not in it are dropped before
+  training (a per-row filter: the rows left are still one person per row), missing values
+  stay missing. The spec's models check the lists' shape; the data-dependent checks (the
+  column exists, numeric vs categorical, values of the column's type) run here, before any
+  ε is spent.
 * *Training* gets ``ε - preprocessing``, exactly:
 
   - MST, AIM: the whole training ε becomes a zCDP budget ``rho = cdp_rho(ε, δ)``.
@@ -21,8 +33,9 @@
     before a vote it adds the vote's worst-case moment (data-independent) and stops training
     if that could pass the training ε.
 
-* Category sets, column nullability and the row count are treated as public (as SmartNoise
-  does): they shape the domain, not the counts. Say so in the report.
+* Category sets not given in ``publicCategories``, column nullability and the row count are
+  treated as public (as SmartNoise does): they shape the domain, not the counts. Say so in the
+  report.
 
 **Discrete inputs**: MST and AIM model discrete marginals only. Numeric columns are binned
 into ``maxBins`` equal-width bins over their DP bounds; on sampling each value is drawn
@@ -47,13 +60,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from snsynth.transform import LabelTransformer, OneHotEncoder
 
 from tabular_runner.errors import UserInputError
 from tabular_runner.generators import conform, save_envelope
 from tabular_runner.generators.base import FitContext, PrivacyAccounting, ProgressCallback
 from tabular_runner.generators.device import device_name, select_device
 from tabular_runner.generators.sdv_adapter import seed_everything
-from tabular_runner.spec import GeneratorType, PrivacySpec
+from tabular_runner.spec import GeneratorType, PrivacySpec, PublicBounds
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +111,109 @@ class _Fitted:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+@dataclass
+class PublicDomains:
+    """The spec's public bounds and categories, checked against the columns and typed.
+
+    Attributes:
+        bounds: ``(min, max)`` per numeric or datetime column (datetimes in epoch seconds).
+        categories: The public values per categorical column, in the column's value type.
+    """
+
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, list[Any]] = field(default_factory=dict)
+
+
+_BOUNDS_FIELD = "spec.privacy.publicBounds"
+_CATEGORIES_FIELD = "spec.privacy.publicCategories"
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
+
+
+def resolve_public_domains(
+    plan: list[ColumnPlan],
+    dtypes: pd.Series,
+    bounds: dict[str, PublicBounds],
+    categories: dict[str, list[str]],
+) -> PublicDomains:
+    """Check the spec's public domains against the modelled columns; type the categories.
+
+    Raises:
+        UserInputError: naming ``spec.privacy.publicBounds.<column>`` or
+            ``spec.privacy.publicCategories.<column>``: an unknown column, bounds for a
+            categorical column, categories for a numeric one, or a value the column's type
+            cannot hold.
+    """
+    kinds = {c.name: c.kind for c in plan}
+    modelled = ", ".join(kinds) or "none"
+    unknown_hint = (
+        f"the generator models: {modelled} (identifier and personal-data columns, and columns "
+        "folded by a fixedCombinations constraint, are not modelled one by one)"
+    )
+    out = PublicDomains()
+    for column, bound in bounds.items():
+        where = f"{_BOUNDS_FIELD}.{column}"
+        if column not in kinds:
+            raise UserInputError(where, "names no column the generator models", unknown_hint)
+        if kinds[column] == "categorical":
+            raise UserInputError(
+                where,
+                f"column {column!r} is categorical, so it has no numeric bounds",
+                f"list its values in publicCategories.{column} instead",
+            )
+        out.bounds[column] = (float(bound.min), float(bound.max))
+    for column, values in categories.items():
+        where = f"{_CATEGORIES_FIELD}.{column}"
+        if column not in kinds:
+            raise UserInputError(where, "names no column the generator models", unknown_hint)
+        if kinds[column] != "categorical":
+            raise UserInputError(
+                where,
+                f"column {column!r} is {kinds[column]}, so it has no categories",
+                f"give publicBounds.{column}: {{min, max}} instead",
+            )
+        typed = [_typed_category(v, dtypes[column], where) for v in values]
+        out.categories[column] = list(dict.fromkeys(typed))  # "1" and "01" are one int
+    return out
+
+
+def _typed_category(value: str, dtype: Any, where: str) -> Any:
+    """The public category ``value`` (a string on the wire) in the column's value type."""
+    if pd.api.types.is_bool_dtype(dtype):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise UserInputError(where, f"{value!r} is not a boolean", "use 'true' or 'false'")
+    if pd.api.types.is_integer_dtype(dtype):
+        try:
+            return int(value)
+        except ValueError:
+            raise UserInputError(
+                where, f"{value!r} is not an integer (the column holds integers)", ""
+            ) from None
+    if pd.api.types.is_float_dtype(dtype):
+        try:
+            return float(value)
+        except ValueError:
+            raise UserInputError(
+                where, f"{value!r} is not a number (the column holds numbers)", ""
+            ) from None
+    return value
+
+
+def drop_unlisted(data: pd.DataFrame, categories: dict[str, list[Any]]) -> tuple[pd.DataFrame, int]:
+    """Drop rows whose value in a public-category column is neither listed nor missing.
+
+    Returns:
+        The rows kept and the number dropped.
+    """
+    keep = pd.Series(True, index=data.index)
+    for column, values in categories.items():
+        column_values = data[column]
+        keep &= column_values.isna() | column_values.isin(values)
+    return data[keep], int((~keep).sum())
+
+
 def plan_columns(data: pd.DataFrame, context: FitContext) -> list[ColumnPlan]:
     """Decide, per column, categorical vs numeric vs datetime (hints win over dtypes)."""
     hinted_categorical = set(context.categorical_columns) | set(context.boolean_columns)
@@ -132,26 +249,40 @@ def encode(data: pd.DataFrame, plan: list[ColumnPlan]) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def build_transformer(plan: list[ColumnPlan], cube: bool, max_bins: int) -> Any:
-    """Build the per-column SmartNoise table transformer (bounds still to be estimated)."""
-    from snsynth.transform import (
-        BinTransformer,
-        ChainTransformer,
-        LabelTransformer,
-        MinMaxTransformer,
-        OneHotEncoder,
-    )
+def build_transformer(
+    plan: list[ColumnPlan], cube: bool, max_bins: int, public: PublicDomains | None = None
+) -> Any:
+    """Build the per-column SmartNoise table transformer.
+
+    Numeric columns with public bounds get them (``needs_epsilon`` is then False); the
+    others' bounds are still to be estimated. Categorical columns with public categories get
+    exactly those categories, whatever the data holds.
+    """
+    from snsynth.transform import BinTransformer, ChainTransformer, MinMaxTransformer
     from snsynth.transform.table import TableTransformer
 
+    public = public or PublicDomains()
     transformers: list[Any] = []
     for column in plan:
         if column.kind == "categorical":
-            label = LabelTransformer(nullable=column.nullable)
-            transformers.append(label if cube else ChainTransformer([label, OneHotEncoder()]))
-        elif cube:
-            transformers.append(BinTransformer(bins=max_bins, nullable=column.nullable))
+            listed = public.categories.get(column.name)
+            if listed is None:
+                label = LabelTransformer(nullable=column.nullable)
+                onehot = OneHotEncoder()
+            else:
+                label = PublicLabelTransformer(listed, column.nullable)
+                onehot = FixedOneHotEncoder(len(listed) + int(column.nullable))
+            transformers.append(label if cube else ChainTransformer([label, onehot]))
+            continue
+        lower, upper = public.bounds.get(column.name, (None, None))
+        if cube:
+            transformers.append(
+                BinTransformer(bins=max_bins, lower=lower, upper=upper, nullable=column.nullable)
+            )
         else:
-            transformers.append(MinMaxTransformer(nullable=column.nullable))
+            transformers.append(
+                MinMaxTransformer(lower=lower, upper=upper, nullable=column.nullable)
+            )
     return TableTransformer(transformers)
 
 
@@ -181,6 +312,41 @@ def dpctgan_epochs(n_rows: int, batch_size: int, wanted: int, budget: float, del
         else:
             high = middle - 1
     return low
+
+
+class PublicLabelTransformer(LabelTransformer):  # type: ignore[misc]
+    """A ``LabelTransformer`` whose categories are a public list, never the data's.
+
+    The data neither adds nor removes a category (rows with other values are dropped before
+    training, see :func:`drop_unlisted`). Module level so a fitted model pickles.
+    """
+
+    def __init__(self, public: list[Any], nullable: bool) -> None:
+        self.public = list(public)  # read by _clear_fit, which the base __init__ calls
+        super().__init__(nullable=nullable)
+
+    def _clear_fit(self) -> None:
+        super()._clear_fit()
+        for value in self.public:
+            super()._fit(value)
+
+    def _fit(self, val: Any) -> None:
+        """Ignore the data: the categories are the public list."""
+
+
+class FixedOneHotEncoder(OneHotEncoder):  # type: ignore[misc]
+    """A ``OneHotEncoder`` of a fixed width (the public labels), not the data's largest label."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width  # read by _clear_fit, which the base __init__ calls
+        super().__init__()
+
+    def _clear_fit(self) -> None:
+        super()._clear_fit()
+        self.max = self.width - 1
+
+    def _fit(self, val: Any) -> None:
+        """Ignore the data: the width is fixed."""
 
 
 class _Stop(Exception):
@@ -291,6 +457,8 @@ class SmartNoiseSynthesizer:
         self.params = dict(params)
         self.epsilon = float(privacy.epsilon)
         self.delta = float(privacy.delta)
+        self.public_bounds = dict(privacy.public_bounds or {})
+        self.public_categories = dict(privacy.public_categories or {})
         self.device = "cpu"
         self.library_accounting: dict[str, Any] = {}
         self._model: Any = None
@@ -312,21 +480,26 @@ class SmartNoiseSynthesizer:
             raise UserInputError("source", "has fewer than 2 rows", "a DP generator needs data")
         seed_everything(context.seed)
         plan = plan_columns(data, context)
+        # Every check of the spec against the data runs before any ε is spent.
+        public = resolve_public_domains(
+            plan, data.dtypes, self.public_bounds, self.public_categories
+        )
+        self._check_rounds(plan)
+        data, dropped = drop_unlisted(data, public.categories)
+        if len(data) < 2:
+            raise UserInputError(
+                _CATEGORIES_FIELD,
+                f"leaves {len(data)} training row(s): the other rows hold values not listed",
+                "check the lists against the data dictionary (spelling, case)",
+            )
         frame = encode(data, plan)
         max_bins = int(self.params.get("maxBins", DEFAULT_MAX_BINS))
-        self._check_rounds(plan)  # before any ε is spent
-        transformer = build_transformer(plan, self.kind in _CUBE, max_bins)
+        transformer = build_transformer(plan, self.kind in _CUBE, max_bins, public)
         if context.progress is not None:
             context.progress(0, 1, f"{self.name}: estimating DP bounds")
         epsilon_pre = self._fit_transformer(transformer, frame, plan)
         epsilon_train = self.epsilon - epsilon_pre - _SAFETY
-        notes = [
-            f"preprocessing: DP bounds of {sum(t.needs_epsilon for t in _bounded(transformer))} "
-            f"numeric column(s) for ε={epsilon_pre:.4g}"
-            if epsilon_pre
-            else "preprocessing: no numeric columns, no ε spent",
-            "category sets, nullability and row count are treated as public",
-        ]
+        notes = self._preprocessing_notes(plan, public, transformer, epsilon_pre, dropped)
         device = select_device(context, self.params) if self.kind in _GANS else "cpu"
         self.device = device_name(device)
         epsilon_used, library_note = self._train(frame, transformer, epsilon_train, device, context)
@@ -343,10 +516,62 @@ class SmartNoiseSynthesizer:
             epsilon_preprocessing=epsilon_pre,
             epsilon_training=epsilon_used,
             notes="; ".join(notes),
+            public_domains=self._public_summary(plan, public, dropped),
         )
         self._seed = context.seed
         if context.progress is not None:
             context.progress(1, 1, f"{self.name}: trained")
+
+    @staticmethod
+    def _preprocessing_notes(
+        plan: list[ColumnPlan],
+        public: PublicDomains,
+        transformer: Any,
+        epsilon_pre: float,
+        dropped: int,
+    ) -> list[str]:
+        """What preprocessing learnt, from where, at what ε (for the report)."""
+        estimated = sum(t.needs_epsilon for t in _bounded(transformer))
+        if estimated:
+            spent = f"DP bounds of {estimated} numeric column(s) for ε={epsilon_pre:.4g}"
+        elif any(c.kind != "categorical" for c in plan):
+            spent = "every numeric column has public bounds, no ε spent"
+        else:
+            spent = "no numeric columns, no ε spent"
+        notes = [f"preprocessing: {spent}"]
+        if public.bounds:
+            notes.append(
+                f"public bounds (spec.privacy.publicBounds) of {len(public.bounds)} column(s); "
+                "values outside them are clamped to them"
+            )
+        if public.categories:
+            notes.append(
+                f"public categories (spec.privacy.publicCategories) of "
+                f"{len(public.categories)} column(s); {dropped} training row(s) with a value "
+                "not listed were dropped"
+            )
+        unlisted = [c.name for c in plan if c.kind == "categorical"]
+        unlisted = [c for c in unlisted if c not in public.categories]
+        notes.append(
+            ("category sets read from the data, " if unlisted else "")
+            + "nullability and row count are treated as public"
+        )
+        return notes
+
+    @staticmethod
+    def _public_summary(
+        plan: list[ColumnPlan], public: PublicDomains, dropped: int
+    ) -> dict[str, Any]:
+        """Which columns' domains came from the spec and which from the data."""
+        numeric = [c.name for c in plan if c.kind != "categorical"]
+        categorical = [c.name for c in plan if c.kind == "categorical"]
+        return {
+            "boundsPublic": [c for c in numeric if c in public.bounds],
+            "boundsEstimatedWithDp": [c for c in numeric if c not in public.bounds],
+            "categoriesPublic": [c for c in categorical if c in public.categories],
+            "categoriesFromData": [c for c in categorical if c not in public.categories],
+            "rowsDroppedOutsidePublicCategories": dropped,
+        }
 
     def _check_rounds(self, plan: list[ColumnPlan]) -> None:
         """Refuse an AIM ``maxIters`` too small for the table.
@@ -379,10 +604,14 @@ class SmartNoiseSynthesizer:
             with _quiet():
                 transformer.fit(frame, epsilon=epsilon_pre if needs else None)
         except ValueError as exc:  # approx_bounds found no bounds: too little ε for the data
+            missing = [c.name for c in plan if c.kind != "categorical"]
+            missing = [c for c in missing if c not in self.public_bounds]
             raise UserInputError(
                 "spec.privacy.epsilon",
                 f"too small to estimate DP bounds of the numeric columns ({exc})",
-                "raise epsilon or params.preprocessorEpsilonFraction",
+                "raise epsilon or params.preprocessorEpsilonFraction, or give public bounds "
+                "(from a data dictionary, never from the data) in privacy.publicBounds for "
+                + ", ".join(missing),
             ) from exc
         # Sequential composition of the pure-ε bound estimates: the plain sum is what was
         # spent (the odometer may report a smaller advanced-composition ε that adds a δ).
