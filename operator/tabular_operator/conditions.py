@@ -21,6 +21,7 @@ COMPLETE = "Complete"
 FAILED = "Failed"
 # Why a job failed (Stalled=True carries one of these).
 BUDGET_EXCEEDED = "BudgetExceeded"
+BUDGET_UNAVAILABLE = "BudgetUnavailable"
 GATE_FAILED = "GateFailed"
 INVALID_SPEC = "InvalidSpec"
 STAGE_FAILED = "StageFailed"
@@ -31,7 +32,14 @@ SUSPENDED = "Suspended"
 VALID = "Valid"
 INVALID = "Invalid"
 
-FAILURE_REASONS = (BUDGET_EXCEEDED, GATE_FAILED, INVALID_SPEC, STAGE_FAILED, DEADLINE_EXCEEDED)
+FAILURE_REASONS = (
+    BUDGET_EXCEEDED,
+    BUDGET_UNAVAILABLE,
+    GATE_FAILED,
+    INVALID_SPEC,
+    STAGE_FAILED,
+    DEADLINE_EXCEEDED,
+)
 
 
 def _stamp(now: datetime) -> str:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tabular_operator import conditions as cond
-from tabular_operator.budget import BudgetRefused, Ledger
+from tabular_operator.budget import BudgetRefused, BudgetUnavailable, Ledger
 from tabular_operator.events import EVENT_TYPES, Publisher
 from tabular_operator.faults import Faults
 from tabular_operator.k8s import Kube
@@ -361,6 +361,11 @@ class JobController:
             )
         except BudgetRefused as exc:
             decision = failed(obs, cond.BUDGET_EXCEEDED, f"privacy budget exceeded: {exc}")
+            await self._write(body, obs, decision, logger)
+            return
+        except BudgetUnavailable as exc:
+            # Nothing was reserved; the job cannot start without its budget.
+            decision = failed(obs, cond.BUDGET_UNAVAILABLE, f"privacy budget unavailable: {exc}")
             await self._write(body, obs, decision, logger)
             return
         logger.info("budget: allocated ε %s as %s", action.epsilon, allocation_id)

@@ -379,7 +379,7 @@ def _failure(step: Step, run: StageRun) -> tuple[str, str]:
 # The decision
 
 
-def decide(obs: Observation) -> Decision:  # noqa: C901 - one readable walk over the plan
+def decide(obs: Observation) -> Decision:
     """What to do next for one SynthesisJob."""
     status = obs.status
     phase = current_phase(status)
