@@ -4,9 +4,10 @@ What is real: the operator process with ``AUMOS_DATABASE_URL`` pointing at the p
 PostgreSQL (so the built-in ledger, migrations applied at start), the control plane, the
 stage pods, S3. DP jobs train DP-CTGAN for one epoch on the first 3,000 rows of UCI Adult.
 
-* 15 DP jobs of ε 0.3 in each of two namespaces, capped at ε 1 and ε 2: exactly 3 and 6 run,
-  the others fail at once with ``BudgetExceeded`` (requested and remaining in the message,
-  no stage Job, nothing reserved); each namespace's PrivacyBudget status shows only its own.
+* 15 DP jobs of ε 0.3 in each of two namespaces, capped at ε 1 and ε 2: at least 3 and 6 run
+  (more only if ε returned by finished jobs lets one in), spending never passes the cap, and
+  the others fail at once with ``BudgetExceeded`` (requested and remaining in the message, no
+  stage Job, nothing reserved); each namespace's PrivacyBudget status shows only its own.
 * A DP job in a namespace without a PrivacyBudget is refused with how to create one.
 * The books balance: every finished job's allocation consumed exactly once (0 drift).
 """
@@ -24,6 +25,14 @@ from tests.e2e.operator_harness import Cluster, OperatorProcess, wait_for, wait_
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 PER_NAMESPACE = 15
+PUBLIC_BOUNDS = {
+    "age": {"min": 17, "max": 90},
+    "fnlwgt": {"min": 10000, "max": 1500000},
+    "education-num": {"min": 1, "max": 16},
+    "capital-gain": {"min": 0, "max": 100000},
+    "capital-loss": {"min": 0, "max": 5000},
+    "hours-per-week": {"min": 1, "max": 99},
+}
 CAPS = {"small": 1.0, "large": 2.0}
 
 
@@ -33,8 +42,10 @@ def _dp_job(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "source": {"uri": "s3://datasets/uci/adult/adult-3k.csv"},
-            "generator": {"type": "dpctgan", "params": {"epochs": 1, "batchSize": 500}},
-            "privacy": {"epsilon": 0.3, "delta": 1e-6},
+            "generator": {"type": "dpctgan", "params": {"epochs": 1, "batchSize": 100}},
+            # Public bounds (UCI's data dictionary): no ε goes to finding them, so ε 0.3
+            # suffices on 3,000 rows.
+            "privacy": {"epsilon": 0.3, "delta": 1e-6, "publicBounds": PUBLIC_BOUNDS},
             "rows": 200,
             "validation": {"privacy": False, "qualitySampleRows": 200},
         },
@@ -107,7 +118,7 @@ def test_caps_hold_per_namespace_and_refusals_spend_nothing(
 
     wait_for("every job to finish", settled, timeout=1200, interval=3, operator=budget_operator)
 
-    # Assert: each namespace ran exactly as many jobs as its cap allows, refused the rest
+    # Assert: each namespace stayed within its cap and refused the rest
     for key, ns in namespaces.items():
         jobs = {n: cluster.get(ns, n) for n in names}
         complete = [n for n, j in jobs.items() if j and j["status"]["phase"] == "COMPLETE"]
@@ -120,12 +131,15 @@ def test_caps_hold_per_namespace_and_refusals_spend_nothing(
                 for c in j["status"].get("conditions", [])
             )
         ]
-        allowed = int(round(CAPS[key] / 0.3 - 0.5))  # 1.0 → 3, 2.0 → 6
-        assert len(complete) == allowed, (
+        # All are allocated before any trains, so exactly floor(cap / 0.3) get ε; a job that
+        # finished early may return unspent ε, which can let one more in: never past the cap.
+        allowed = int(CAPS[key] / 0.3 + 1e-9)  # 1.0 → 3, 2.0 → 6
+        assert len(complete) >= allowed, (
             key,
-            {n: j["status"].get("errorMessage") for n, j in jobs.items()},
+            {n: j["status"].get("errorMessage") for n, j in jobs.items() if j},
         )
-        assert len(refused) == PER_NAMESPACE - allowed
+        assert len(complete) + len(refused) == PER_NAMESPACE
+        assert len(refused) >= 1
         for job in refused:
             assert "requested ε 0.3" in job["status"]["errorMessage"]
             assert "remains" in job["status"]["errorMessage"]
@@ -137,6 +151,7 @@ def test_caps_hold_per_namespace_and_refusals_spend_nothing(
             assert 0 < status["epsilonSpent"] <= 0.3
         # The PrivacyBudget shows this namespace's spending only
         spent = round(sum(jobs[n]["status"]["epsilonSpent"] for n in complete), 4)  # type: ignore[index]
+        assert spent <= CAPS[key] + 1e-6, f"{ns} spent ε {spent} over its cap {CAPS[key]}"
 
         def mirrored(ns: str = ns, spent: float = spent) -> dict[str, Any] | None:
             status = (cluster.get(ns, "team", "privacybudgets") or {}).get("status") or {}
