@@ -393,8 +393,9 @@ def test_fixed_combinations_round_trip_through_one_joint_column(adult: pd.DataFr
 
     frame = adult.head(200).copy()
     frame.loc[frame.index[0], "workclass"] = None
-    constraint = FixedCombinationsConstraint(type="fixedCombinations",
-                                             columns=["education", "education-num", "workclass"])
+    constraint = FixedCombinationsConstraint(
+        type="fixedCombinations", columns=["education", "education-num", "workclass"]
+    )
 
     # Run
     merged, combos = merge_combinations(frame, [constraint])
