@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import kopf
@@ -26,6 +27,10 @@ from tabular_operator.reconcile import TERMINAL, current_phase
 from tabular_runner.spec import API_GROUP, API_VERSION_NAME
 
 FINALIZER = "tabular.aumos.io/finalizer"
+QUIET = re.compile(
+    r"^(Handler|Timer) '(stage_job_changed|budget_status|profile_status|schema_status)' "
+    r"succeeded\.$"
+)
 JOBS = (API_GROUP, API_VERSION_NAME, "synthesisjobs")
 PROFILES = (API_GROUP, API_VERSION_NAME, "generationprofiles")
 BUDGETS = (API_GROUP, API_VERSION_NAME, "privacybudgets")
@@ -50,10 +55,9 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 16
-    # A stage Job event only wakes a loop; one "succeeded" line per event is noise.
-    logging.getLogger("kopf.objects").addFilter(
-        lambda record: "'stage_job_changed' succeeded" not in record.getMessage()
-    )
+    # A stage Job event only wakes a loop, and the status timers run every few seconds: one
+    # "succeeded" line for each would bury the lines that say something.
+    logging.getLogger("kopf.objects").addFilter(lambda record: not QUIET.match(record.getMessage()))
     app = build()
     memo.app = app
     app.metrics.serve(app.settings.metrics_port)
