@@ -339,9 +339,26 @@ class JobController:
                 "phase": decision.phase.value,
                 "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
-            for key in ("errorMessage", "fidelityScore", "rowsGenerated", "epsilonSpent"):
-                if key in decision.status:
-                    record[key] = decision.status[key]
+            # The status after this write (the patch over what was observed): the mirrors
+            # want every field known so far, not only those this transition changed.
+            status = {**obs.status, **decision.status}
+            for key in (
+                "stage",
+                "generator",
+                "trainingTimeS",
+                "generationTimeS",
+                "rowsGenerated",
+                "fidelityScore",
+                "privacyScore",
+                "privacyRisk",
+                "epsilonSpent",
+                "allocationId",
+                "errorMessage",
+            ):
+                if status.get(key) is not None:
+                    record[key] = status[key]
+            if (status.get("output") or {}).get("uri"):
+                record["outputUri"] = status["output"]["uri"]
             try:
                 await asyncio.to_thread(self.publisher.publish, record)
             except Exception as exc:  # noqa: BLE001 - the mirrors catch up from status
