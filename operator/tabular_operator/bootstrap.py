@@ -6,17 +6,22 @@ Tests build the same objects with their own settings (real local servers) throug
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tabular_operator.budget import FileLedger, Ledger, UnmeteredLedger
 from tabular_operator.controller import JobController, StoreCredentials
-from tabular_operator.events import LogPublisher
+from tabular_operator.events import LogPublisher, Publisher
 from tabular_operator.faults import Faults
 from tabular_operator.k8s import Kube, load_api_client
 from tabular_operator.manifests import StageSettings
 from tabular_operator.metrics import Metrics
 from tabular_operator.settings import OperatorSettings
 from tabular_operator.store import NoStore, S3Store, StorePort
+
+if TYPE_CHECKING:
+    from tabular_operator.relay import OutboxRelay
 
 
 @dataclass
@@ -31,6 +36,20 @@ class App:
     ledger: Ledger
     ledger_enforced: bool
     """Whether the ledger enforces caps (the unmetered one records nothing)."""
+    publisher_kind: str = "log"
+    relay: OutboxRelay | None = None
+    """The outbox relay to Kafka (started by :meth:`start_background`), when configured."""
+
+    def start_background(self) -> None:
+        """Start what runs beside the handlers (the outbox relay, on its own thread)."""
+        logging.getLogger("tabular_operator").info("lifecycle events: %s", self.publisher_kind)
+        if self.relay is not None:
+            self.relay.start()
+
+    def stop_background(self) -> None:
+        """Stop it; unsent events stay in the outbox for the next start."""
+        if self.relay is not None:
+            self.relay.stop()
 
 
 def stage_settings(settings: OperatorSettings, *, with_store_secret: bool) -> StageSettings:
@@ -89,6 +108,41 @@ def build_ledger(settings: OperatorSettings) -> tuple[Ledger, str]:
     return UnmeteredLedger(), "unmetered (no cap: the PostgreSQL ledger is not configured)"
 
 
+def build_publisher(settings: OperatorSettings) -> tuple[Publisher, OutboxRelay | None, str]:
+    """The lifecycle publisher, the outbox relay (or ``None``) and their description.
+
+    With ``AUMOS_DATABASE_URL``: the PostgreSQL mirror and outbox (migrations applied first),
+    and, when ``AUMOS_KAFKA_ENABLED`` and ``AUMOS_KAFKA_BOOTSTRAP_SERVERS`` are set, the relay
+    that sends the outbox to Kafka (woken by each commit). Without a database: log lines.
+    """
+    database_url = settings.secret("database_url")
+    if not database_url:
+        return LogPublisher(), None, "log"
+    from tabular_operator.ledger_pg import migrate
+    from tabular_operator.mirror_pg import PostgresPublisher
+
+    migrate(database_url)
+    relay = None
+    kind = "postgresql mirror + outbox"
+    if settings.kafka_enabled and settings.kafka_bootstrap_servers:
+        from tabular_operator.relay import OutboxRelay, producer_options, topic
+
+        relay = OutboxRelay(
+            database_url,
+            settings.kafka_bootstrap_servers,
+            topic_prefix=settings.kafka_topic_prefix,
+            options=producer_options(
+                settings.kafka_security_protocol,
+                settings.kafka_sasl_mechanism,
+                settings.secret("kafka_sasl_username"),
+                settings.secret("kafka_sasl_password"),
+            ),
+        )
+        kind += f" → kafka {topic(settings.kafka_topic_prefix)}"
+    publisher = PostgresPublisher(database_url, on_commit=relay.wake if relay else None)
+    return publisher, relay, kind
+
+
 def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None) -> App:
     """Wire the operator from its settings."""
     settings = settings or OperatorSettings()
@@ -100,12 +154,13 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
         credentials = StoreCredentials(access, secret)
     kube = kube or Kube(load_api_client())
     ledger, ledger_kind = build_ledger(settings)
+    publisher, relay, publisher_kind = build_publisher(settings)
     metrics = Metrics()
     controller = JobController(
         kube,
         store,
         ledger,
-        LogPublisher(),
+        publisher,
         stage_settings(settings, with_store_secret=credentials is not None),
         store_credentials=credentials,
         metrics=metrics,
@@ -114,4 +169,6 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
         finalizer_timeout=settings.finalizer_timeout_seconds,
     )
     enforced = not isinstance(ledger, UnmeteredLedger)
-    return App(settings, kube, controller, metrics, ledger_kind, ledger, enforced)
+    return App(
+        settings, kube, controller, metrics, ledger_kind, ledger, enforced, publisher_kind, relay
+    )

@@ -61,12 +61,21 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -
     app = build()
     memo.app = app
     app.metrics.serve(app.settings.metrics_port)
+    app.start_background()
     logger.info(
         "operator ready: ledger %s, store %s, images %s",
         app.ledger_kind,
         app.settings.s3_endpoint or "none",
         app.settings.images,
     )
+
+
+@kopf.on.cleanup()  # type: ignore[arg-type]
+def cleanup(memo: Any, **_: Any) -> None:
+    """Stop the outbox relay (what is unsent stays in the outbox for the next start)."""
+    app: App | None = getattr(memo, "app", None)
+    if app is not None:
+        app.stop_background()
 
 
 @kopf.on.login()  # type: ignore[arg-type]

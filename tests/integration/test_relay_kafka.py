@@ -19,11 +19,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr
 
-from tabular_operator.events import EVENT_TYPES
+from tabular_operator.bootstrap import build_publisher
+from tabular_operator.events import EVENT_TYPES, LogPublisher
 from tabular_operator.ledger_pg import migrate
 from tabular_operator.mirror_pg import PostgresPublisher, event_id
 from tabular_operator.relay import OutboxRelay, event_models, event_schemas, topic
+from tabular_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +266,48 @@ def test_nothing_of_a_rolled_back_transaction_is_ever_sent(
     # Assert: only the committed job's event reached the topic
     events = consume(kafka_bootstrap, prefix, tenant, expected=1)
     assert [e["data"]["uid"] for e in events] == [marker]
+
+
+def test_the_composition_root_wires_mirror_and_relay_from_the_settings(
+    migrated: str, kafka_bootstrap: str, tenant: str, prefix: str
+) -> None:
+    # Setup: what the chart sets (AUMOS_DATABASE_URL, AUMOS_KAFKA_*)
+    settings = OperatorSettings(
+        database_url=SecretStr(migrated),
+        kafka_enabled=True,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=prefix,
+    )
+    publisher, relay, kind = build_publisher(settings)
+    assert isinstance(publisher, PostgresPublisher) and relay is not None
+    assert kind == f"postgresql mirror + outbox → kafka {prefix}.lifecycle"
+    uid = str(uuid.uuid4())
+
+    # Run
+    relay.start()
+    try:
+        publisher.publish(record(tenant, uid, "QUEUED"))
+        events = consume(kafka_bootstrap, prefix, tenant, expected=1)
+    finally:
+        relay.close()
+        publisher.close()
+
+    # Assert
+    assert [e["data"]["uid"] for e in events] == [uid]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "log"), ({"kafka_enabled": False}, "postgresql mirror + outbox")],
+    ids=["no-database", "database-without-kafka"],
+)
+def test_without_kafka_there_is_no_relay_and_without_a_database_only_log_lines(
+    migrated: str, env: dict[str, Any], expected: str
+) -> None:
+    database: dict[str, Any] = {"database_url": migrated} if env else {}
+    settings = OperatorSettings.model_validate(
+        database | {"kafka_bootstrap_servers": "127.0.0.1:1"} | env
+    )
+    publisher, relay, kind = build_publisher(settings)
+    assert relay is None and kind == expected
+    assert isinstance(publisher, PostgresPublisher if env else LogPublisher)
