@@ -264,6 +264,7 @@ def test_printer_columns_through_the_table_api(
     assert _apply(kubectl, namespace, _named(VALID_DP_JOB, name)).returncode == 0
     status = {
         "phase": "COMPLETE",
+        "generator": "aim",  # the operator writes what ran (auto and profiles resolved)
         "stage": "export",
         "progress": 1.0,
         "rowsGenerated": 1000,
