@@ -42,6 +42,7 @@ from tabular_operator.reconcile import (
     CreateStage,
     Decision,
     DeleteStage,
+    Emit,
     Observation,
     Release,
     Resolved,
@@ -105,6 +106,7 @@ class JobController:
         self.faults = faults
         self.interval = interval
         self.idle_interval = idle_interval
+        self._background: set[asyncio.Task[None]] = set()
         self._resting: set[str] = set()
         """Jobs with nothing to watch (suspended, no stage running): they sleep until woken."""
         self.finalizer_timeout = finalizer_timeout
@@ -202,7 +204,9 @@ class JobController:
         meta = body["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]
         status: dict[str, Any] = dict(body.get("status") or {})
-        jobs = await asyncio.to_thread(self.kube.stage_jobs, namespace, uid)
+        # No stage Job exists before the snapshot is recorded (it is written first).
+        started = status.get("snapshot") is not None
+        jobs = await asyncio.to_thread(self.kube.stage_jobs, namespace, uid) if started else []
         pods = await asyncio.to_thread(self.kube.stage_pods, namespace, uid) if jobs else []
         runs = stage_runs(jobs, pods)
         resolution: Resolved | Unresolvable | None = None
@@ -310,13 +314,11 @@ class JobController:
                 self.kube.patch_status, PLURAL, meta["namespace"], meta["name"], decision.status
             )
         now = self.clock()
-        for event in decision.events:
-            try:
-                await asyncio.to_thread(
-                    self.kube.post_event, body, event.type, event.reason, event.message, now
-                )
-            except Exception as exc:  # noqa: BLE001 - events are best-effort
-                logger.warning("could not post event %s: %s", event.reason, exc)
+        if decision.events:
+            # Events are best-effort and nothing waits for them: post them beside the loop.
+            task = asyncio.create_task(self._post_events(body, decision.events, now, logger))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         completed = set(decision.status.get("completed", [])) - set(obs.status.get("completed", []))
         for step in completed:
             run = obs.runs.get(step)
@@ -363,6 +365,17 @@ class JobController:
                 await asyncio.to_thread(self.publisher.publish, record)
             except Exception as exc:  # noqa: BLE001 - the mirrors catch up from status
                 logger.warning("could not publish %s: %s", record["type"], exc)
+
+    async def _post_events(
+        self, body: Mapping[str, Any], events: list[Emit], now: datetime, logger: logging.Logger
+    ) -> None:
+        for event in events:
+            try:
+                await asyncio.to_thread(
+                    self.kube.post_event, body, event.type, event.reason, event.message, now
+                )
+            except Exception as exc:  # noqa: BLE001 - events are best-effort
+                logger.warning("could not post event %s: %s", event.reason, exc)
 
     async def _allocate(
         self, body: Mapping[str, Any], obs: Observation, action: Allocate, logger: logging.Logger

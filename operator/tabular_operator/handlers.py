@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -22,6 +23,7 @@ from tabular_operator import catalog
 from tabular_operator.bootstrap import App, build
 from tabular_operator.budget import BudgetCap
 from tabular_operator.controller import utcnow
+from tabular_operator.k8s import CONNECTIONS
 from tabular_operator.manifests import UID_LABEL
 from tabular_operator.reconcile import TERMINAL, current_phase
 from tabular_runner.spec import API_GROUP, API_VERSION_NAME
@@ -43,8 +45,11 @@ def _app(memo: Any) -> App:
 
 
 @kopf.on.startup()  # type: ignore[arg-type]
-def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
-    """Persistence under our own names; build the app; serve metrics."""
+async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
+    """Persistence under our own names; build the app; serve metrics.
+
+    Async, so that it runs on the operator's event loop (whose thread pool it sizes).
+    """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -58,6 +63,11 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -
     # A stage Job event only wakes a loop, and the status timers run every few seconds: one
     # "succeeded" line for each would bury the lines that say something.
     logging.getLogger("kopf.objects").addFilter(lambda record: not QUIET.match(record.getMessage()))
+    # Blocking API calls run in worker threads; asyncio's default pool (CPUs + 4) would make a
+    # burst of new jobs wait for a thread.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=CONNECTIONS, thread_name_prefix="kube")
+    )
     app = build()
     memo.app = app
     app.metrics.serve(app.settings.metrics_port)

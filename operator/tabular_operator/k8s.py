@@ -40,13 +40,20 @@ def _wrap(exc: ApiException, what: str) -> KubeError:
     return KubeError(f"{what}: HTTP {exc.status} {reason}", int(exc.status or 0))
 
 
+CONNECTIONS = 32
+"""HTTP connections to the apiserver: as many as the controller's worker threads."""
+
+
 def load_api_client() -> client.ApiClient:
     """In-cluster credentials in a pod, else the kubeconfig (``$KUBECONFIG``)."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    # The default pool (5 per CPU) makes a burst of new jobs queue for a connection.
+    configuration.connection_pool_maxsize = CONNECTIONS
+    return client.ApiClient(configuration)
 
 
 class Kube:
