@@ -51,6 +51,14 @@ def _config_error(pod: Mapping[str, Any]) -> str:
     return ""
 
 
+def _unschedulable(pod: Mapping[str, Any]) -> str:
+    """The scheduler's reason a pod waits for a node (empty when it does not)."""
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return str(cond.get("message") or cond.get("reason") or "unschedulable")
+    return ""
+
+
 def parse_result(message: str | None) -> dict[str, Any] | None:
     """A stage's termination message as JSON (None if empty; ``error`` if not JSON)."""
     if not message:
@@ -111,5 +119,6 @@ def stage_runs(
             exit_code=exit_code,
             result=result,
             config_error=next((e for e in map(_config_error, job_pods) if e), ""),
+            unschedulable=next((u for u in map(_unschedulable, job_pods) if u), ""),
         )
     return runs

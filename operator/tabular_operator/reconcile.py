@@ -89,6 +89,8 @@ class StageRun:
     """The stage's JSON result (termination message, or the store's copy)."""
     config_error: str = ""
     """A pod cannot start for a reason waiting will not fix (a missing Secret or key)."""
+    unschedulable: str = ""
+    """The scheduler's message while a pod waits for a node (capacity, taints, GPUs)."""
 
 
 @dataclass(frozen=True)
@@ -578,6 +580,8 @@ def _running(
             fraction = round(min(max(done / total, 0.0), 1.0), 4)
         if progress.get("message"):
             message = f"{step.stage}: {progress['message']}"
+    if run.unschedulable and not run.pod_started:
+        message = f"{step.stage}: waiting for a node: {run.unschedulable}"[:300]
     if obs.suspend:
         message = f"{step.stage}: suspended"
     patch = patch | {"stage": step.stage}

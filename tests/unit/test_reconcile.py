@@ -368,3 +368,15 @@ def test_a_job_created_suspended_says_so_after_it_is_queued() -> None:
     assert not second.actions
     assert conds(second.status)[cond.RECONCILING] == ("True", cond.SUSPENDED)
     assert second.status["message"] == "suspended before train"
+
+
+def test_a_stage_waiting_for_a_node_says_why() -> None:
+    run = StageRun(
+        "train", "j-train", active=1, unschedulable="0/2 nodes are available: 1 Insufficient cpu"
+    )
+    d = decide(obs(status(Phase.TRAINING, stage="train"), run))
+    assert (
+        d.status["message"]
+        == "train: waiting for a node: 0/2 nodes are available: 1 Insufficient cpu"
+    )
+    assert not d.actions  # it waits: capacity may free up
