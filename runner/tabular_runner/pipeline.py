@@ -52,6 +52,8 @@ from tabular_runner.spec import (
     SynthesisJob,
     SynthesisJobSpec,
 )
+from tabular_runner.storage.base import get_json as _get_json
+from tabular_runner.storage.base import put_json as _put_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -173,21 +175,6 @@ def _read_source(source: SourceSpec, ctx: StageContext) -> pd.DataFrame:
     )
     check_data(frame, "spec.source")
     return frame
-
-
-def _put_json(store: ArtifactStore, key: str, payload: dict[str, Any]) -> None:
-    store.put_bytes(key, json.dumps(payload, indent=2, default=str).encode(), "application/json")
-
-
-def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(store.get_bytes(key))
-    except FileNotFoundError:
-        raise TabularError(
-            f"{needed_by}: artifact {key!r} is missing from {store.uri}; "
-            "run the earlier stage first"
-        ) from None
-    return data
 
 
 def _stored_plan(store: ArtifactStore) -> tuple[GeneratorSpec, str] | None:

@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,12 @@ pytestmark = pytest.mark.e2e
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client, config  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
+
+from tests.e2e.test_platform_smoke import wait_for  # noqa: E402
 
 CPU_NODE, GPU_NODE = agent_logic.CPU_NODE, agent_logic.GPU_NODE
 GPU = {"nvidia.com/gpu": "1"}
 GPU_TOLERATION = client.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-TIMEOUT_S = 60.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except ApiException as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def kstatus(binary: Path, obj: dict[str, Any]) -> dict[str, str]:

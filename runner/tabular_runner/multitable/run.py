@@ -35,7 +35,6 @@ Artifacts under the store's root::
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 import tempfile
 from collections.abc import Callable
@@ -63,6 +62,8 @@ from tabular_runner.spec import (
     MultiTableSchema,
     SynthesisJob,
 )
+from tabular_runner.storage.base import get_json as _get_json
+from tabular_runner.storage.base import put_json as _put_json
 
 if TYPE_CHECKING:
     from tabular_runner.analysis import TableAnalysis
@@ -169,21 +170,6 @@ def load_tables(
         frames[table.name] = frame
         hints[table.name] = {c.name: c.sdtype for c in table.columns if c.sdtype is not None}
     return frames, hints
-
-
-def _put_json(store: ArtifactStore, key: str, payload: dict[str, Any]) -> None:
-    store.put_bytes(key, json.dumps(payload, indent=2, default=str).encode(), "application/json")
-
-
-def _get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(store.get_bytes(key))
-    except FileNotFoundError:
-        raise TabularError(
-            f"{needed_by}: artifact {key!r} is missing from {store.uri}; "
-            "run the earlier stage first"
-        ) from None
-    return data
 
 
 def _round(value: float) -> float:

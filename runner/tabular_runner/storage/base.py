@@ -6,8 +6,11 @@ atomic: a reader never sees half an object.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from tabular_runner.errors import TabularError
 
 
 @runtime_checkable
@@ -40,3 +43,24 @@ class ArtifactStore(Protocol):
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, sorted."""
+
+
+def put_json(store: ArtifactStore, key: str, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON under ``key``."""
+    store.put_bytes(key, json.dumps(payload, indent=2, default=str).encode(), "application/json")
+
+
+def get_json(store: ArtifactStore, key: str, needed_by: str) -> dict[str, Any]:
+    """Read the JSON artifact ``key`` that an earlier stage wrote.
+
+    Raises:
+        TabularError: naming ``needed_by`` and the missing key.
+    """
+    try:
+        data: dict[str, Any] = json.loads(store.get_bytes(key))
+    except FileNotFoundError:
+        raise TabularError(
+            f"{needed_by}: artifact {key!r} is missing from {store.uri}; "
+            "run the earlier stage first"
+        ) from None
+    return data
