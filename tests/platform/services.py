@@ -424,7 +424,15 @@ def start_kafka(pg: ProcessGroup, lib: Path, root: Path) -> str:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         rc = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            # "=" form: a cluster id that starts with "-" would read as an option otherwise.
+            [
+                *base,
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(props),
+            ],
             stdout=fh,
             stderr=subprocess.STDOUT,
             check=False,
