@@ -15,6 +15,12 @@ the same transition always has the same id, even if a mirror were rebuilt.
 
 Every row carries ``tenant_id`` (the namespace) and every query filters by it; a record whose
 uid is already mirrored under another tenant is ignored.
+
+GenerationProfiles and MultiTableSchemas are mirrored too (:meth:`PostgresPublisher.mirror_catalog`,
+migration ``0003``): one row per object, keyed by ``uid``, monotonic by ``metadata.generation``
+(an older generation never overwrites a newer one; the same generation updates the status). They
+append no event. Readers other than the operator see the rows through row-level security
+(:mod:`tabular_operator.tenant_pg`; docs/adr/0006-row-level-security.md).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, TextClause, create_engine, text
 
 from tabular_operator.events import EVENT_TYPES
 from tabular_operator.ledger_pg import engine_url
@@ -81,6 +87,54 @@ _PUBLISH = text(
     """
 )
 
+CATALOG_TABLES: dict[str, str] = {
+    "GenerationProfile": "tab_generation_profiles",
+    "MultiTableSchema": "tab_multi_table_schemas",
+}
+"""Mirrored catalog kinds → their tables."""
+
+_CATALOG_FIELDS: dict[str, dict[str, str]] = {
+    "GenerationProfile": {"valid": "valid", "message": "message", "usedBy": "used_by"},
+    "MultiTableSchema": {
+        "valid": "valid",
+        "message": "message",
+        "usedBy": "used_by",
+        "tableCount": "table_count",
+        "depth": "depth",
+    },
+}
+"""Status keys of a catalog record → columns, per kind."""
+
+
+def _catalog_sql(table: str, fields: Mapping[str, str]) -> tuple[TextClause, TextClause]:
+    columns = ", ".join(fields.values())
+    values = ", ".join(f":{c}" for c in fields.values())
+    updates = "".join(f"{c} = EXCLUDED.{c}, " for c in fields.values())
+    upsert = text(
+        f"""
+        INSERT INTO {table} AS t
+            (tenant_id, name, uid, generation, {columns}, spec, created_at, updated_at)
+        VALUES (:tenant, :name, :uid, :generation, {values}, CAST(:spec AS jsonb), :now, :now)
+        ON CONFLICT (uid) DO UPDATE SET
+            name = EXCLUDED.name, generation = EXCLUDED.generation, {updates}
+            spec = EXCLUDED.spec, updated_at = EXCLUDED.updated_at
+        WHERE t.tenant_id = EXCLUDED.tenant_id AND t.generation <= EXCLUDED.generation
+        RETURNING t.generation
+        """
+    )
+    select = text(
+        f"""
+        SELECT tenant_id, name, uid, generation, {columns}, spec, created_at, updated_at
+        FROM {table} WHERE tenant_id = :tenant AND uid = :uid
+        """
+    )
+    return upsert, select
+
+
+_CATALOG = {
+    kind: _catalog_sql(table, _CATALOG_FIELDS[kind]) for kind, table in CATALOG_TABLES.items()
+}
+
 _JOB = text(
     f"""
     SELECT tenant_id, name, uid, phase, {_COLUMNS}, seq, created_at, updated_at
@@ -109,6 +163,31 @@ def event_data(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     data |= {k: record[k] for k in DATA_FIELDS if record.get(k) is not None}
     return data
+
+
+def catalog_record(body: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """The record :meth:`PostgresPublisher.mirror_catalog` takes, from an object and its status.
+
+    Args:
+        body: The GenerationProfile or MultiTableSchema as read from the API.
+        status: Its status patch (``catalog.profile_status`` / ``catalog.schema_status``).
+    """
+    meta = body["metadata"]
+    conditions: list[Mapping[str, Any]] = list(status.get("conditions") or [])
+    ready: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    record: dict[str, Any] = {
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "generation": meta.get("generation") or 1,
+        "spec": dict(body.get("spec") or {}),
+        "valid": status.get("valid", ready.get("status") == "True"),
+        "message": status.get("message", ready.get("message", "")),
+        "usedBy": status.get("usedBy", 0),
+    }
+    if "tableCount" in status:
+        record |= {"tableCount": status["tableCount"], "depth": status.get("depth")}
+    return record
 
 
 class PostgresPublisher:
@@ -164,24 +243,77 @@ class PostgresPublisher:
         phase = str(record["phase"])
         if phase not in EVENT_TYPES:
             raise ValueError(f"record phase {phase!r}: not one of {', '.join(EVENT_TYPES)}")
-        params: dict[str, Any] = {
-            "tenant": record["namespace"],
-            "name": record["name"],
-            "uid": record["uid"],
+        params = self._params(record, FIELDS) | {
             "phase": phase,
-            "now": self.clock(),
             "event_id": event_id(str(record["uid"]), phase),
             "type": EVENT_TYPES[phase],
             "data": json.dumps(event_data(record)),
         }
-        params |= {column: record.get(key) for key, column in FIELDS.items()}
         seq = conn.execute(_PUBLISH, params).scalar_one_or_none()
         return None if seq is None else int(seq)
 
+    def mirror_catalog(self, kind: str, record: Mapping[str, Any]) -> bool:
+        """Upsert the mirror row of a GenerationProfile or MultiTableSchema (synchronous).
+
+        Keyed by ``uid``; a record whose ``generation`` is below the stored one changes nothing,
+        the same generation updates the status columns, and a uid mirrored under another
+        tenant is left alone. The record (:func:`catalog_record` builds it)::
+
+            {"namespace": "team-a", "name": "adult", "uid": "…", "generation": 3,
+             "spec": {…}, "valid": True, "message": "valid", "usedBy": 2,
+             # MultiTableSchema only:
+             "tableCount": 4, "depth": 3}        # depth: None when the schema is not valid
+
+        Args:
+            kind: ``GenerationProfile`` or ``MultiTableSchema``.
+            record: The object's identity, generation, spec and computed status.
+
+        Returns:
+            Whether the row was written (False: a newer generation is already mirrored).
+
+        Raises:
+            ValueError: an unknown kind, or a generation that is not a positive integer.
+            sqlalchemy.exc.SQLAlchemyError: the database refused or cannot be reached.
+        """
+        if kind not in _CATALOG:
+            raise ValueError(f"kind {kind!r}: not one of {', '.join(CATALOG_TABLES)}")
+        generation = record.get("generation")
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 1:
+            raise ValueError(f"record generation {generation!r}: a positive integer is needed")
+        params = self._params(record, _CATALOG_FIELDS[kind]) | {
+            "generation": generation,
+            "spec": json.dumps(record.get("spec") or {}),
+        }
+        params["valid"] = bool(params["valid"])
+        params["message"] = str(params["message"] or "")
+        params["used_by"] = int(params["used_by"] or 0)
+        if "table_count" in params:
+            params["table_count"] = int(params["table_count"] or 0)
+        with self.engine.begin() as conn:
+            written = conn.execute(_CATALOG[kind][0], params).scalar_one_or_none()
+        return written is not None
+
+    def catalog(self, kind: str, tenant: str, uid: str) -> dict[str, Any] | None:
+        """The mirror row of a catalog object ``uid`` in ``tenant`` (column → value), or None."""
+        return self._row(_CATALOG[kind][1], tenant, uid)
+
     def job(self, tenant: str, uid: str) -> dict[str, Any] | None:
         """The mirror row of ``uid`` in ``tenant`` (column → value), or ``None``."""
+        return self._row(_JOB, tenant, uid)
+
+    def _params(self, record: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+        """Identity, clock and the optional ``fields`` (record key → column) of a record."""
+        params: dict[str, Any] = {
+            "tenant": record["namespace"],
+            "name": record["name"],
+            "uid": record["uid"],
+            "now": self.clock(),
+        }
+        return params | {column: record.get(key) for key, column in fields.items()}
+
+    def _row(self, statement: TextClause, tenant: str, uid: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(_JOB, {"tenant": tenant, "uid": uid}).mappings().one_or_none()
+            row = conn.execute(statement, {"tenant": tenant, "uid": uid}).mappings().one_or_none()
         return None if row is None else dict(row)
 
     def close(self) -> None:

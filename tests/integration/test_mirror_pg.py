@@ -1,8 +1,9 @@
 """The PostgreSQL job mirror and outbox (mirror_pg) against a real PostgreSQL.
 
-Real: PostgreSQL (the platform's ``database_url``), SQLAlchemy, psycopg, Alembic (migrations
-0001 + 0002 through ``migrate``). Not real: the controller — records are built the way
-``JobController._write`` builds them. Each test uses its own tenant (namespace) and job uid.
+Real: PostgreSQL (the platform's ``database_url``), SQLAlchemy, psycopg, Alembic (every
+migration, through ``migrate``). Not real: the controller — records are built the way
+``JobController._write`` builds them; catalog records from the status ``catalog`` computes.
+Each test uses its own tenant (namespace) and job uid.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from tabular_operator.catalog import profile_status, schema_status
 from tabular_operator.events import EVENT_TYPES
 from tabular_operator.ledger_pg import migrate
-from tabular_operator.mirror_pg import PostgresPublisher, event_id
+from tabular_operator.mirror_pg import PostgresPublisher, catalog_record, event_id
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +230,152 @@ def test_an_unknown_phase_is_refused_before_any_write(
     with pytest.raises(ValueError, match="PAUSED"):
         publisher.apply(record(tenant, uid, "QUEUED") | {"phase": "PAUSED"})
     assert publisher.job(tenant, uid) is None
+
+
+# ---------------------------------------------------------------- catalog mirror (0003)
+
+SCHEMA_SPEC = {
+    "tables": [
+        {"name": "p", "source": {"uri": "s3://b/p.csv"}, "primaryKey": "id"},
+        {"name": "c", "source": {"uri": "s3://b/c.csv"}},
+    ],
+    "relationships": [{"parent": "p", "parentKey": "id", "child": "c", "childKey": "pid"}],
+}
+
+
+def catalog_body(
+    kind: str, tenant: str, uid: str, generation: int, spec: dict[str, Any]
+) -> dict[str, Any]:
+    meta = {"name": "x", "namespace": tenant, "uid": uid, "generation": generation}
+    return {"kind": kind, "metadata": meta, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "expected"),
+    [
+        (
+            "GenerationProfile",
+            {"generator": {"type": "gaussian_copula"}},
+            {"valid": True, "used_by": 1, "message": "valid"},
+        ),
+        ("GenerationProfile", {"generator": {"type": "aim"}}, {"valid": False, "used_by": 1}),
+        (
+            "MultiTableSchema",
+            SCHEMA_SPEC,
+            {"valid": True, "used_by": 0, "table_count": 2, "depth": 2, "message": "2 tables"},
+        ),
+        (
+            "MultiTableSchema",
+            {"tables": []},
+            {"valid": False, "used_by": 0, "table_count": 0, "depth": None},
+        ),
+    ],
+    ids=["profile", "invalid-profile", "schema", "invalid-schema"],
+)
+def test_a_catalog_object_is_mirrored_with_the_status_the_operator_computed(
+    publisher: PostgresPublisher,
+    job: tuple[str, str],
+    kind: str,
+    spec: dict[str, Any],
+    expected: dict[str, Any],
+) -> None:
+    # Setup: the status exactly as the catalog handlers compute it
+    tenant, uid = job
+    body = catalog_body(kind, tenant, uid, 3, spec)
+    jobs = [{"spec": {"profileRef": {"name": "x"}}}]
+    compute = profile_status if kind == "GenerationProfile" else schema_status
+    status = compute(body, jobs, datetime(2026, 12, 1, tzinfo=UTC))
+
+    # Run
+    written = publisher.mirror_catalog(kind, catalog_record(body, status))
+
+    # Assert
+    assert written
+    row = publisher.catalog(kind, tenant, uid)
+    assert row is not None
+    assert (row["tenant_id"], row["name"], row["generation"], row["spec"]) == (
+        tenant,
+        "x",
+        3,
+        spec,
+    )
+    assert {k: row[k] for k in expected} == expected
+    assert publisher.catalog(kind, "another-tenant", uid) is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "incoming", "applied"),
+    [(2, 1, False), (2, 2, True), (2, 3, True)],
+    ids=["older-generation-ignored", "same-generation-updates-status", "newer-generation"],
+)
+@pytest.mark.parametrize("kind", ["GenerationProfile", "MultiTableSchema"])
+def test_the_catalog_mirror_never_goes_back_a_generation(
+    publisher: PostgresPublisher,
+    job: tuple[str, str],
+    kind: str,
+    stored: int,
+    incoming: int,
+    applied: bool,
+) -> None:
+    # Setup
+    tenant, uid = job
+    base = {"namespace": tenant, "name": "x", "uid": uid, "valid": True, "tableCount": 1}
+    publisher.mirror_catalog(
+        kind, base | {"generation": stored, "spec": {"v": stored}, "message": "a", "usedBy": 1}
+    )
+
+    # Run
+    written = publisher.mirror_catalog(
+        kind,
+        base | {"generation": incoming, "spec": {"v": incoming}, "message": "b", "usedBy": 5},
+    )
+
+    # Assert
+    assert written is applied
+    row = publisher.catalog(kind, tenant, uid)
+    assert row is not None
+    winner = incoming if applied else stored
+    assert (row["generation"], row["spec"], row["message"], row["used_by"]) == (
+        winner,
+        {"v": winner},
+        "b" if applied else "a",
+        5 if applied else 1,
+    )
+
+
+def test_a_catalog_uid_of_another_tenant_is_left_alone(
+    publisher: PostgresPublisher, job: tuple[str, str]
+) -> None:
+    tenant, uid = job
+    base = {"name": "x", "uid": uid, "valid": True, "message": "", "usedBy": 0, "spec": {}}
+    assert publisher.mirror_catalog(
+        "GenerationProfile", base | {"namespace": tenant, "generation": 1}
+    )
+
+    assert not publisher.mirror_catalog(
+        "GenerationProfile", base | {"namespace": "intruder", "generation": 9}
+    )
+
+    row = publisher.catalog("GenerationProfile", tenant, uid)
+    assert row is not None and row["generation"] == 1
+    assert publisher.catalog("GenerationProfile", "intruder", uid) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "generation", "match"),
+    [
+        ("PrivacyBudget", 1, "PrivacyBudget"),
+        ("GenerationProfile", 0, "generation 0"),
+        ("GenerationProfile", None, "generation None"),
+        ("GenerationProfile", "2", "generation '2'"),
+    ],
+    ids=["unknown-kind", "zero", "missing", "string"],
+)
+def test_a_bad_catalog_record_is_refused_before_any_write(
+    publisher: PostgresPublisher, job: tuple[str, str], kind: str, generation: Any, match: str
+) -> None:
+    tenant, uid = job
+    record = {"namespace": tenant, "name": "x", "uid": uid, "generation": generation}
+    with pytest.raises(ValueError, match=match):
+        publisher.mirror_catalog(kind, record | {"valid": True, "message": "", "usedBy": 0})
+    assert publisher.catalog("GenerationProfile", tenant, uid) is None
