@@ -1,9 +1,10 @@
 """The outbox relay against a real PostgreSQL and a real Kafka 4.1 broker (KRaft).
 
-Real: PostgreSQL, Kafka, aiokafka (the relay's producer and the tests' consumer groups),
-SQLAlchemy, psycopg, the mirror writing the outbox. Not real: the controller — records are
-built the way ``JobController._write`` builds them. Each test uses its own tenant, job uids and
-topic prefix; the relay sends every tenant's unsent rows, so consumers keep only their tenant's.
+Real: PostgreSQL, Kafka, aiokafka (the relay's producer and the tests' consumer groups), the
+CloudEvents SDK (encoding, and decoding on the consumer side), SQLAlchemy, psycopg, the mirror
+writing the outbox. Not real: the controller — records are built the way
+``JobController._write`` builds them. Each test uses its own tenant, job uids and topic prefix;
+the relay sends every tenant's unsent rows, so consumers keep only their tenant's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from cloudevents.kafka import KafkaMessage, from_structured
 from pydantic import SecretStr
 
 from tabular_operator.bootstrap import build_publisher
@@ -101,6 +103,14 @@ def consume(bootstrap: str, prefix: str, tenant: str, expected: int) -> list[dic
                         assert dict(m.headers)["content-type"] == b"application/cloudevents+json"
                         event = json.loads(m.value)
                         MODELS[event["type"]].model_validate(event, strict=False)
+                        # The CloudEvents SDK reads it back (it takes the header's media type
+                        # for datacontenttype: its own reading of structured mode).
+                        sdk = from_structured(KafkaMessage(dict(m.headers), m.key, m.value))
+                        assert (sdk["id"], sdk["type"], sdk.data) == (
+                            event["id"],
+                            event["type"],
+                            event["data"],
+                        )
                         assert m.key.decode() == event["data"]["uid"] == event["partitionkey"]
                         if event["data"]["tenant"] == tenant:
                             events.append(event)
