@@ -14,7 +14,11 @@ What every stage Job carries, and why:
 * no Kubernetes credentials (``automountServiceAccountToken: false``) and the Pod Security
   Standard ``restricted`` security context;
 * the job itself as ``AUMOS_JOB_JSON`` and S3 credentials only through ``secretKeyRef``:
-  never a secret value in the manifest;
+  never a secret value in the manifest. Two identities, never mixed: the tenant store
+  identity (``AUMOS_S3_*``, from the Secret the operator writes into the namespace) writes and
+  reads artifacts; the job's own ``source.secretRef`` (``AUMOS_SOURCE_S3_*``) reads only its
+  sources, so a source identity needs no access to the tenant bucket and the store identity
+  none to the source bucket;
 * the result channel: the container's termination message at ``/dev/termination-log``.
 """
 
@@ -54,7 +58,7 @@ class StageSettings:
     s3_endpoint: str | None = None
     s3_secret_name: str | None = None
     """Secret in the job's namespace with ``accessKey``/``secretKey`` for the artifact store
-    (the operator writes it there); a job's own ``source.secretRef`` wins."""
+    (the operator writes it there): ``AUMOS_S3_ACCESS_KEY``/``SECRET_KEY`` of every stage."""
     bucket_template: str = "aumos-tab-{tenant}"
     """``{tenant}`` (the namespace; ``{namespace}`` is accepted too) names the tenant's bucket."""
     default_cpu: str | None = None
@@ -135,15 +139,37 @@ def _env(
         )
     if settings.s3_endpoint:
         env.append({"name": "AUMOS_S3_ENDPOINT", "value": settings.s3_endpoint})
-    source = job.spec.source
-    secret = source.secret_ref.name if source and source.secret_ref else settings.s3_secret_name
-    if secret:
-        for name, key in (
-            ("AUMOS_S3_ACCESS_KEY", "accessKey"),
-            ("AUMOS_S3_SECRET_KEY", "secretKey"),
-        ):
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    for prefix, secret in (
+        ("AUMOS_S3", settings.s3_secret_name),
+        ("AUMOS_SOURCE_S3", source_secret(job, schema)),
+    ):
+        if secret:
+            env += [
+                {
+                    "name": f"{prefix}_{name}",
+                    "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
+                }
+                for name, key in (("ACCESS_KEY", "accessKey"), ("SECRET_KEY", "secretKey"))
+            ]
     return env
+
+
+def source_secret(job: SynthesisJob, schema: Mapping[str, Any] | None) -> str | None:
+    """The Secret whose keys read the job's sources, if it names one.
+
+    ``spec.source.secretRef`` of a single-table job; for a multi-table job the ``secretRef``
+    of its schema's tables (wire form): the first one named, since one stage pod reads all
+    tables with one identity (the runner refuses tables that name different Secrets).
+    """
+    source = job.spec.source
+    if source is not None and source.secret_ref is not None:
+        return source.secret_ref.name
+    tables = ((schema or {}).get("spec") or {}).get("tables") or []
+    for table in tables:
+        name = ((table.get("source") or {}).get("secretRef") or {}).get("name")
+        if name:
+            return str(name)
+    return None
 
 
 def build_stage_job(

@@ -244,11 +244,17 @@ def cmd_stage(args: argparse.Namespace) -> int:
     try:
         job, base_dir, schema = _job_from_args(args)
         _check_runnable(job)
-        uses_s3 = args.store.startswith("s3://") or _uses_s3(job, schema)
-        s3 = S3Settings.from_env() if uses_s3 else None
+        # Two identities: the store's writes artifacts (and reads fromModel models, which
+        # are artifacts); the source's, when the job names one, only reads the data.
+        model = job.spec.from_model.uri if job.spec.from_model else None
+        uses_store_s3 = args.store.startswith("s3://") or (model or "").startswith("s3://")
+        s3 = S3Settings.from_env() if uses_store_s3 else None
+        source_s3 = None
+        if any(uri.startswith("s3://") for uri in _source_uris(job, schema)):
+            source_s3 = S3Settings.source_from_env(secret=_source_secret(job, schema))
         store = open_store(args.store, base_dir=base_dir, s3=s3, field="--store")
         progress = StoreProgress(store)
-        ctx = StageContext(base_dir=base_dir, s3=s3, progress=progress)
+        ctx = StageContext(base_dir=base_dir, s3=s3, source_s3=source_s3, progress=progress)
         if schema is not None:
             from tabular_runner.multitable import MULTITABLE_STAGES
 
@@ -269,14 +275,31 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _uses_s3(job: SynthesisJob, schema: MultiTableSchema | None) -> bool:
-    spec = job.spec
-    uris = [
-        spec.source.uri if spec.source else "",
-        (spec.from_model.uri or "") if spec.from_model else "",
-    ]
-    uris += [t.source.uri for t in schema.spec.tables] if schema is not None else []
-    return any(uri.startswith("s3://") for uri in uris)
+def _source_uris(job: SynthesisJob, schema: MultiTableSchema | None) -> list[str]:
+    uris = [job.spec.source.uri] if job.spec.source else []
+    return uris + ([t.source.uri for t in schema.spec.tables] if schema is not None else [])
+
+
+def _source_secret(job: SynthesisJob, schema: MultiTableSchema | None) -> str | None:
+    """The Secret the pod's source keys come from (the operator mounts the same one).
+
+    Raises:
+        UserInputError: a schema's tables name different Secrets; one pod reads every
+            table with one identity.
+    """
+    if job.spec.source is not None and job.spec.source.secret_ref is not None:
+        return job.spec.source.secret_ref.name
+    tables = schema.spec.tables if schema is not None else []
+    names = [t.source.secret_ref.name for t in tables if t.source.secret_ref is not None]
+    if len(set(names)) > 1:
+        raise UserInputError(
+            "spec.tables[].source.secretRef",
+            f"the tables name different Secrets ({', '.join(sorted(set(names)))}), but a stage "
+            "reads every table with one identity",
+            "put the keys of one identity that may read every table in one Secret and name "
+            "it in each table's secretRef",
+        )
+    return names[0] if names else None
 
 
 def _write_termination(path: Path, result: dict[str, Any]) -> None:

@@ -82,6 +82,9 @@ class StageContext:
     base_dir: Path = field(default_factory=Path.cwd)
     """Folder that relative ``file://`` uris resolve against (the manifest's folder)."""
     s3: S3Settings | None = None
+    """The artifact store's identity (models of ``fromModel`` included)."""
+    source_s3: S3Settings | None = None
+    """The identity that reads ``s3://`` sources; from the environment when ``None``."""
     progress: ProgressFn = _no_progress
     clock: Callable[[], float] = time.perf_counter
     run_in_engine: EngineRunner | None = None
@@ -170,7 +173,7 @@ def _read_source(source: SourceSpec, ctx: StageContext) -> pd.DataFrame:
         source.uri,
         source.resolved_format(),
         base_dir=ctx.base_dir,
-        s3=ctx.s3,
+        s3=ctx.source_s3,
         field="spec.source.uri",
     )
     check_data(frame, "spec.source")

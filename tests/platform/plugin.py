@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.platform import paths, services, testenv
+from tests.platform import paths, procs, services, testenv
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -183,6 +183,19 @@ def sa_kubeconfig(
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.S3Tenants]:
+    """A SeaweedFS of its own (never an attached one: identities are fixed at start, ~1 s)
+    with least-privilege identities: a read-only ``datasets`` identity and two tenants, each
+    ``Admin`` of its own bucket only (see :class:`~tests.platform.services.S3Tenants`)."""
+    root = tmp_path_factory.mktemp("s3-tenants")
+    group = procs.ProcessGroup(root)
+    try:
+        yield services.start_seaweedfs_tenants(group, root / "s3")
+    finally:
+        group.stop_all()
 
 
 @pytest.fixture(scope="session")

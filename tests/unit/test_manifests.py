@@ -84,13 +84,53 @@ def test_runner_pod_has_no_credentials_and_is_restricted() -> None:
     assert "secret" not in str(env["AUMOS_JOB_JSON"]).lower()
 
 
-def test_job_secret_ref_wins_over_the_platform_secret() -> None:
+def _schema_reading_with(secret: str | None) -> dict[str, Any]:
+    source: dict[str, Any] = {"uri": "s3://raw/orders.csv"}
+    if secret:
+        source["secretRef"] = {"name": secret}
+    return {"kind": "MultiTableSchema", "spec": {"tables": [{"name": "orders", "source": source}]}}
+
+
+SOURCE_REF = {"uri": "s3://raw/adult.csv", "secretRef": {"name": "team-a-s3"}}
+IDENTITIES = [
+    # (id, job source, schema, store Secret, AUMOS_S3_* Secret, AUMOS_SOURCE_S3_* Secret)
+    ("store-only", None, None, "platform-s3", "platform-s3", None),
+    ("source-ref", SOURCE_REF, None, "platform-s3", "platform-s3", "team-a-s3"),
+    ("table-ref", None, _schema_reading_with("team-b"), "platform-s3", "platform-s3", "team-b"),
+    ("tables-without-ref", None, _schema_reading_with(None), "platform-s3", "platform-s3", None),
+    ("source-ref-no-store", SOURCE_REF, None, None, None, "team-a-s3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "schema", "store_secret", "store_keys", "source_keys"),
+    [case[1:] for case in IDENTITIES],
+    ids=[case[0] for case in IDENTITIES],
+)
+def test_store_and_source_identities_stay_separate(
+    source: dict[str, Any] | None,
+    schema: dict[str, Any] | None,
+    store_secret: str | None,
+    store_keys: str | None,
+    source_keys: str | None,
+) -> None:
+    # Setup
+    job = _job(source=source) if source else _job()
+    settings = StageSettings(
+        images=SETTINGS.images,
+        service_account="aumos-runner",
+        s3_endpoint="http://minio.storage:9000",
+        s3_secret_name=store_secret,
+    )
+
     # Run
-    job = _job(source={"uri": "s3://raw/adult.csv", "secretRef": {"name": "team-a-s3"}})
-    env = _env(build_stage_job(job, "train", SETTINGS))
+    env = _env(build_stage_job(job, "train", settings, schema=schema))
 
     # Assert
-    assert env["AUMOS_S3_ACCESS_KEY"]["secretKeyRef"]["name"] == "team-a-s3"
+    for prefix, secret in (("AUMOS_S3", store_keys), ("AUMOS_SOURCE_S3", source_keys)):
+        for name, key in (("ACCESS_KEY", "accessKey"), ("SECRET_KEY", "secretKey")):
+            expected = {"secretKeyRef": {"name": secret, "key": key}} if secret else None
+            assert env.get(f"{prefix}_{name}") == expected, f"{prefix}_{name}"
 
 
 STAGE_IMAGES = [

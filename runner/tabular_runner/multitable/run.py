@@ -84,8 +84,8 @@ class RunContext(Protocol):
         """Folder that relative ``file://`` uris resolve against."""
 
     @property
-    def s3(self) -> S3Settings | None:
-        """S3 settings for ``s3://`` sources, if any."""
+    def source_s3(self) -> S3Settings | None:
+        """The identity that reads ``s3://`` sources; from the environment when ``None``."""
 
     @property
     def progress(self) -> Callable[[str, int, int, str], None]:
@@ -155,7 +155,7 @@ def load_tables(
             table.source.uri,
             table.source.resolved_format(),
             base_dir=ctx.base_dir,
-            s3=ctx.s3,
+            s3=ctx.source_s3,
             field=f"{where}.source.uri",
         )
         frame.columns = [str(c) for c in frame.columns]

@@ -64,7 +64,9 @@ def open_store(
                 f"set {ENV_ENDPOINT} (http://host:port), AUMOS_S3_ACCESS_KEY and "
                 "AUMOS_S3_SECRET_KEY (optionally AUMOS_S3_REGION)",
             )
-        return S3Store(bucket, prefix, settings.client())
+        return S3Store(
+            bucket, prefix, settings.client(), credentials_hint=settings.credentials_hint
+        )
     raise UserInputError(
         field, f"unsupported uri {uri!r}", "use file://path/to/dir or s3://bucket/prefix"
     )

@@ -3,6 +3,13 @@
 An S3 PUT (and a completed multipart upload) is atomic: readers see the old object or the new
 one, never a mix, so no temporary-key dance is needed here.
 
+Two identities: the artifact store is read and written with ``AUMOS_S3_ACCESS_KEY`` /
+``AUMOS_S3_SECRET_KEY`` (:meth:`S3Settings.from_env`); ``s3://`` sources are read with
+``AUMOS_SOURCE_S3_ACCESS_KEY`` / ``AUMOS_SOURCE_S3_SECRET_KEY`` when set, else with the store's
+keys (:meth:`S3Settings.source_from_env`). Both talk to ``AUMOS_S3_ENDPOINT``. Each settings
+object carries the hint that a refused request shows, naming the keys and the Secret they
+come from on a cluster.
+
 Errors of the S3 SDK are translated at this edge, so callers see only the runner's tiers:
 
 * ``NoSuchKey`` → :class:`FileNotFoundError` (what the port promises);
@@ -20,7 +27,7 @@ import os
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +44,8 @@ ENV_ENDPOINT = "AUMOS_S3_ENDPOINT"
 ENV_ACCESS_KEY = "AUMOS_S3_ACCESS_KEY"
 ENV_SECRET_KEY = "AUMOS_S3_SECRET_KEY"
 ENV_REGION = "AUMOS_S3_REGION"
+ENV_SOURCE_ACCESS_KEY = "AUMOS_SOURCE_S3_ACCESS_KEY"
+ENV_SOURCE_SECRET_KEY = "AUMOS_SOURCE_S3_SECRET_KEY"
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -48,10 +57,28 @@ _CREDENTIAL_CODES = frozenset(
         "AllAccessDisabled",
     }
 )
-_CREDENTIAL_HINT = (
-    f"check {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (on a cluster: the Secret named by "
-    "spec.source.secretRef) and that this identity may use the bucket"
+STORE_CREDENTIAL_HINT = (
+    f"check {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (on a cluster: the tenant store Secret the "
+    "operator writes into the job's namespace, named by its AUMOS_S3_STORE_SECRET, default "
+    "aumos-tabular-store) and that this identity may use the bucket"
 )
+SOURCE_WITH_STORE_KEYS_HINT = (
+    f"the source was read with the artifact store's identity ({ENV_ACCESS_KEY}), as no "
+    "source identity is set: give the source a secretRef naming a Secret (accessKey, "
+    "secretKey) of an identity that may read it (outside a cluster: set "
+    f"{ENV_SOURCE_ACCESS_KEY} and {ENV_SOURCE_SECRET_KEY})"
+)
+
+
+def source_credential_hint(secret: str | None = None) -> str:
+    """The hint of a source read refused with the ``AUMOS_SOURCE_S3_*`` keys."""
+    where = f"Secret {secret!r}, the source's secretRef" if secret else "the source's secretRef"
+    return (
+        f"check {ENV_SOURCE_ACCESS_KEY} and {ENV_SOURCE_SECRET_KEY} (on a cluster: {where}) "
+        "and that this identity may read the object"
+    )
+
+
 _MAX_PRESIGN = timedelta(days=7)  # the SigV4 limit
 
 
@@ -66,6 +93,8 @@ class S3Settings:
         secure: Use HTTPS.
         region: The region signed into requests; set, so the SDK never has to ask the
             server for a bucket's location (presigning then needs no network).
+        credentials_hint: What a refused request tells the user to check: which keys, from
+            which Secret.
     """
 
     endpoint: str
@@ -73,6 +102,7 @@ class S3Settings:
     secret_key: str = field(repr=False)
     secure: bool = True
     region: str = "us-east-1"
+    credentials_hint: str = field(default=STORE_CREDENTIAL_HINT, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> S3Settings | None:
@@ -93,7 +123,42 @@ class S3Settings:
                 is malformed.
         """
         env = os.environ if environ is None else environ
-        names = (ENV_ENDPOINT, ENV_ACCESS_KEY, ENV_SECRET_KEY)
+        return cls._read(env, ENV_ACCESS_KEY, ENV_SECRET_KEY, STORE_CREDENTIAL_HINT)
+
+    @classmethod
+    def source_from_env(
+        cls, environ: Mapping[str, str] | None = None, *, secret: str | None = None
+    ) -> S3Settings | None:
+        """How to read ``s3://`` sources: the source identity if set, else the store's.
+
+        ``AUMOS_SOURCE_S3_ACCESS_KEY`` and ``AUMOS_SOURCE_S3_SECRET_KEY`` (set together) with
+        the store's ``AUMOS_S3_ENDPOINT`` and ``AUMOS_S3_REGION``; without them, what
+        :meth:`from_env` reads, with a hint that says so.
+
+        Args:
+            environ: The variables to read; ``os.environ`` if omitted.
+            secret: The Secret the source keys come from on a cluster (the source's
+                ``secretRef``), named in the hint of a refused read.
+
+        Returns:
+            The settings, or ``None`` if neither identity is set.
+
+        Raises:
+            UserInputError: Only one source key is set, source keys without an endpoint, or
+                an incomplete store identity to fall back on.
+        """
+        env = os.environ if environ is None else environ
+        keys = (ENV_SOURCE_ACCESS_KEY, ENV_SOURCE_SECRET_KEY)
+        if not any(env.get(name, "").strip() for name in keys):
+            store = cls.from_env(env)
+            return replace(store, credentials_hint=SOURCE_WITH_STORE_KEYS_HINT) if store else None
+        return cls._read(env, *keys, source_credential_hint(secret))
+
+    @classmethod
+    def _read(
+        cls, env: Mapping[str, str], access_name: str, secret_name: str, hint: str
+    ) -> S3Settings | None:
+        names = (ENV_ENDPOINT, access_name, secret_name)
         values = {name: env.get(name, "").strip() for name in names}
         missing = [name for name in names if not values[name]]
         if len(missing) == len(names):
@@ -108,10 +173,11 @@ class S3Settings:
         region = env.get(ENV_REGION, "").strip() or "us-east-1"
         return cls(
             endpoint=endpoint,
-            access_key=values[ENV_ACCESS_KEY],
-            secret_key=values[ENV_SECRET_KEY],
+            access_key=values[access_name],
+            secret_key=values[secret_name],
             secure=secure,
             region=region,
+            credentials_hint=hint,
         )
 
     def client(self) -> Minio:
@@ -179,9 +245,17 @@ class S3Store:
         bucket: The bucket name.
         prefix: Key prefix inside the bucket (``tab-jobs/abc``); ``""`` for the bucket root.
         client: A configured ``minio.Minio`` client (see :meth:`S3Settings.client`).
+        credentials_hint: The hint of a refused request (:attr:`S3Settings.credentials_hint`).
     """
 
-    def __init__(self, bucket: str, prefix: str, client: Minio) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        client: Minio,
+        *,
+        credentials_hint: str = STORE_CREDENTIAL_HINT,
+    ) -> None:
         if not bucket:
             raise ValueError("empty bucket name")
         self._bucket = bucket
@@ -189,6 +263,7 @@ class S3Store:
         if self._prefix:
             validate_key(self._prefix)
         self._client = client
+        self._credentials_hint = credentials_hint
 
     def __repr__(self) -> str:
         return f"S3Store({self.uri!r})"
@@ -368,7 +443,7 @@ class S3Store:
             )
         if code in _CREDENTIAL_CODES:
             return UserInputError(
-                where, f"S3 refused the request ({code}: {exc.message})", _CREDENTIAL_HINT
+                where, f"S3 refused the request ({code}: {exc.message})", self._credentials_hint
             )
         if code in ("BucketAlreadyExists", "InvalidBucketName"):
             return UserInputError(

@@ -52,7 +52,9 @@ def read_table(
         fmt: The file's format.
         base_dir: Folder that relative ``file://`` paths are resolved against (the
             manifest's folder).
-        s3: How to reach S3; read from ``AUMOS_S3_*`` environment variables if omitted.
+        s3: How to reach S3; if omitted, the source identity from the environment
+            (``AUMOS_SOURCE_S3_*`` keys, else ``AUMOS_S3_*``: see
+            :meth:`~tabular_runner.storage.s3.S3Settings.source_from_env`).
         field: The field named in errors.
 
     Returns:
@@ -156,6 +158,11 @@ def _get_s3_object(uri: str, *, s3: S3Settings | None, field: str) -> bytes:
     bucket, key = split_s3_uri(uri, field=field)
     if not key:
         raise UserInputError(field, f"{uri} names a bucket, not an object", "write s3://bucket/key")
+    if s3 is None:
+        # Imported here so that file:// users never load the minio SDK.
+        from tabular_runner.storage.s3 import S3Settings
+
+        s3 = S3Settings.source_from_env()
     store = open_store(f"s3://{bucket}", s3=s3, field=field)
     try:
         return store.get_bytes(key)
