@@ -150,7 +150,13 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
     store: StorePort = NoStore()
     credentials = None
     if settings.s3_endpoint and access and secret:
-        store = S3Store(settings.s3_endpoint, access, secret, settings.s3_region)
+        store = S3Store(
+            settings.s3_endpoint,
+            access,
+            secret,
+            settings.s3_region,
+            retention_days=settings.s3_output_retention_days,
+        )
         credentials = StoreCredentials(access, secret)
     kube = kube or Kube(load_api_client())
     ledger, ledger_kind = build_ledger(settings)

@@ -46,6 +46,12 @@ class OperatorSettings(BaseSettings):
     s3_region: str = ""
     s3_bucket_template: str = "aumos-tab-{tenant}"
     s3_presign_ttl_seconds: int = 3600
+    s3_output_retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days after which a tenant bucket's lifecycle rule expires job artifacts "
+        "(objects under tab-jobs/); 0: no rule.",
+    )
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_store_secret: str = Field(

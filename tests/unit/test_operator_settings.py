@@ -44,6 +44,7 @@ def test_every_variable_the_chart_sets_is_a_setting(values: str) -> None:
     parsed = OperatorSettings(**{k.removeprefix("AUMOS_").lower(): v for k, v in config.items()})
     assert parsed.s3_bucket_template == config["AUMOS_S3_BUCKET_TEMPLATE"]
     assert "{tenant}" in parsed.s3_bucket_template
+    assert parsed.s3_output_retention_days == int(config["AUMOS_S3_OUTPUT_RETENTION_DAYS"])
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
