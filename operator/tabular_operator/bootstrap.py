@@ -62,6 +62,7 @@ def stage_settings(settings: OperatorSettings, *, with_store_secret: bool) -> St
         active_deadline_seconds=settings.stage_active_deadline_seconds,
         backoff_limit=settings.stage_backoff_limit,
         s3_endpoint=settings.s3_endpoint or None,
+        s3_region=settings.s3_region or None,
         s3_secret_name=settings.s3_store_secret if with_store_secret else None,
         bucket_template=settings.s3_bucket_template,
         default_cpu=settings.runner_default_cpu,

@@ -56,6 +56,8 @@ class StageSettings:
     active_deadline_seconds: int = 86400
     backoff_limit: int = 2
     s3_endpoint: str | None = None
+    s3_region: str | None = None
+    """Signed into every S3 request of a stage (the runner's default is ``us-east-1``)."""
     s3_secret_name: str | None = None
     """Secret in the job's namespace with ``accessKey``/``secretKey`` for the artifact store
     (the operator writes it there): ``AUMOS_S3_ACCESS_KEY``/``SECRET_KEY`` of every stage."""
@@ -139,6 +141,8 @@ def _env(
         )
     if settings.s3_endpoint:
         env.append({"name": "AUMOS_S3_ENDPOINT", "value": settings.s3_endpoint})
+    if settings.s3_region:
+        env.append({"name": "AUMOS_S3_REGION", "value": settings.s3_region})
     for prefix, secret in (
         ("AUMOS_S3", settings.s3_secret_name),
         ("AUMOS_SOURCE_S3", source_secret(job, schema)),

@@ -120,13 +120,18 @@ def test_store_and_source_identities_stay_separate(
         images=SETTINGS.images,
         service_account="aumos-runner",
         s3_endpoint="http://minio.storage:9000",
+        s3_region="eu-west-1",
         s3_secret_name=store_secret,
     )
 
     # Run
     env = _env(build_stage_job(job, "train", settings, schema=schema))
 
-    # Assert
+    # Assert: one server for both, two identities
+    assert (env["AUMOS_S3_ENDPOINT"], env["AUMOS_S3_REGION"]) == (
+        "http://minio.storage:9000",
+        "eu-west-1",
+    )
     for prefix, secret in (("AUMOS_S3", store_keys), ("AUMOS_SOURCE_S3", source_keys)):
         for name, key in (("ACCESS_KEY", "accessKey"), ("SECRET_KEY", "secretKey")):
             expected = {"secretKeyRef": {"name": secret, "key": key}} if secret else None
