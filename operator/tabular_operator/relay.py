@@ -16,6 +16,9 @@ two would only duplicate, never lose or reorder a job's events after dedup by id
 Events are CloudEvents 1.0 JSON in structured mode, built with the CloudEvents SDK
 (:func:`cloud_event`, :func:`kafka_message`: ``cloudevents.kafka.to_structured``); the JSON
 Schema of each type is generated from :class:`LifecycleEvent` into ``docs/events/``.
+
+The crash point ``relay-after-send`` (:mod:`tabular_operator.faults`) kills the process after
+the broker acknowledged a batch and before it is marked sent: the at-least-once case.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import Engine, create_engine, text
 
 from tabular_operator.events import EVENT_TYPES
+from tabular_operator.faults import Faults
 from tabular_operator.ledger_pg import engine_url
 
 log = logging.getLogger("tabular_operator.relay")
@@ -229,6 +233,7 @@ class OutboxRelay:
         batch_size: rows read per tenant per pass.
         poll_interval: seconds between looks when not woken (:meth:`wake`).
         backoff: first and longest wait after a failed pass, in seconds.
+        faults: armed crash points (test only; :data:`~tabular_operator.faults.RELAY_POINTS`).
     """
 
     def __init__(
@@ -242,10 +247,12 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         backoff: tuple[float, float] = (0.5, 15.0),
         engine: Engine | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.engine = engine or create_engine(
             engine_url(database_url), pool_size=1, max_overflow=1, pool_pre_ping=True
         )
+        self.faults = faults or Faults()
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic(topic_prefix)
         self.options = dict(options or {})
@@ -314,6 +321,7 @@ class OutboxRelay:
         events = await self.fetch()
         if events:
             await self.send(events)
+            self.faults.crash_point("relay-after-send")
             await self.mark_sent(events)
         return len(events)
 

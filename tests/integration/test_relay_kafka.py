@@ -76,6 +76,17 @@ def record(tenant: str, uid: str, phase: str, **fields: Any) -> dict[str, Any]:
     } | fields
 
 
+def new_group(bootstrap: str, name: str) -> AIOKafkaConsumer:
+    """A consumer of topic ``name`` in a new consumer group, from the earliest record."""
+    return AIOKafkaConsumer(
+        name,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+
+
 def consume(bootstrap: str, prefix: str, tenant: str, expected: int) -> list[dict[str, Any]]:
     """Events of ``tenant`` read by a fresh consumer group until ``expected`` arrived (+0.5 s).
 
@@ -83,13 +94,7 @@ def consume(bootstrap: str, prefix: str, tenant: str, expected: int) -> list[dic
     """
 
     async def read() -> list[dict[str, Any]]:
-        consumer = AIOKafkaConsumer(
-            topic(prefix),
-            bootstrap_servers=bootstrap,
-            group_id=f"g-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        consumer = new_group(bootstrap, topic(prefix))
         await consumer.start()
         events: list[dict[str, Any]] = []
         try:
