@@ -214,19 +214,42 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc, "post Event") from exc
 
-    def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
-        """Create or update a Secret (the operator never reads Secrets)."""
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"app.kubernetes.io/managed-by": "aumos-tabular-operator"},
-            },
-            "type": "Opaque",
-            "stringData": dict(data),
+    def ensure_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        owner: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create or replace a Secret (the operator never reads Secrets).
+
+        ``owner`` (a custom object's body) becomes the Secret's controller owner reference, so
+        the Secret is garbage-collected with it.
+        """
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "aumos-tabular-operator", **(labels or {})},
         }
+        if annotations:
+            metadata["annotations"] = dict(annotations)
+        if owner is not None:
+            meta = owner["metadata"]
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ]
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque"}
+        body["stringData"] = dict(data)
         try:
             self.core.create_namespaced_secret(namespace, body, _preload_content=False)
         except ApiException as exc:

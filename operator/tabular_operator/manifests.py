@@ -82,11 +82,16 @@ def stage_job_name(job_name: str, suffix: str) -> str:
     stage = suffix.split("-", 1)[0]
     if stage not in STAGES:
         raise ValueError(f"unknown stage {suffix!r}")
-    name = f"{job_name}-{suffix}"
-    if len(name) <= NAME_LIMIT:
+    return child_name(job_name, suffix, NAME_LIMIT)
+
+
+def child_name(parent: str, suffix: str, limit: int) -> str:
+    """``<parent>-<suffix>`` within ``limit`` characters (a hash of ``parent`` when cut)."""
+    name = f"{parent}-{suffix}"
+    if len(name) <= limit:
         return name
-    digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
-    head = job_name[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:8]
+    head = parent[: limit - len(suffix) - len(digest) - 2].rstrip("-.")
     return f"{head}-{digest}-{suffix}"
 
 

@@ -393,6 +393,13 @@ class OutputSpec(_Model):
     uri: str | None = Field(
         default=None, description="Prefix `s3://bucket/prefix` or `file://dir`; default per job."
     )
+    download_ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=604800,
+        description="How long the presigned download URLs in the Secret `<job>-download` stay "
+        "valid (seconds, at most 7 days); default: the operator's `s3.presignTtlSeconds` (1 h).",
+    )
 
     @field_validator("uri")
     @classmethod
