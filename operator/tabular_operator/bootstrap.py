@@ -174,6 +174,8 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
         faults=Faults(settings.fault_points, settings.fault_once_dir),
         interval=settings.reconcile_interval_seconds,
         finalizer_timeout=settings.finalizer_timeout_seconds,
+        presign_ttl_seconds=settings.s3_presign_ttl_seconds,
+        durable_publisher=not isinstance(publisher, LogPublisher),
     )
     enforced = not isinstance(ledger, UnmeteredLedger)
     return App(

@@ -23,11 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tabular_operator import conditions as cond
+from tabular_operator import downloads
 from tabular_operator.budget import BudgetRefused, BudgetUnavailable, Ledger
 from tabular_operator.events import EVENT_TYPES, Publisher
 from tabular_operator.faults import Faults
 from tabular_operator.k8s import Kube
 from tabular_operator.manifests import (
+    UID_LABEL,
     StageSettings,
     build_stage_job,
     store_uri,
@@ -44,6 +46,7 @@ from tabular_operator.reconcile import (
     DeleteStage,
     Emit,
     Observation,
+    PublishDownloads,
     Release,
     Resolved,
     StageRun,
@@ -54,14 +57,35 @@ from tabular_operator.reconcile import (
     decide,
     failed,
     settle,
+    waiting,
 )
 from tabular_operator.resolve import resolve
 from tabular_operator.store import StorePort
 from tabular_runner.spec import Phase, SynthesisJob
 
 PLURAL = "synthesisjobs"
+MIRRORED_FIELDS = (
+    "stage",
+    "generator",
+    "trainingTimeS",
+    "generationTimeS",
+    "rowsGenerated",
+    "fidelityScore",
+    "privacyScore",
+    "privacyRisk",
+    "epsilonSpent",
+    "allocationId",
+    "errorMessage",
+)
+"""Status fields a lifecycle record carries (the mirror's columns; events omit the output)."""
 MAX_PASSES = 8
 """Decisions carried out per wake-up before the job yields to the others."""
+
+
+def pending(status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Lifecycle records the mirror may not have yet (``status.mirror.pending``), in order."""
+    mirror = status.get("mirror") or {}
+    return [dict(r) for r in mirror.get("pending") or [] if isinstance(r, Mapping)]
 
 
 def utcnow() -> datetime:
@@ -94,6 +118,8 @@ class JobController:
         interval: float = 10.0,
         idle_interval: float = 300.0,
         finalizer_timeout: float = 60.0,
+        presign_ttl_seconds: int = 3600,
+        durable_publisher: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.kube = kube
@@ -110,7 +136,15 @@ class JobController:
         self._resting: set[str] = set()
         """Jobs with nothing to watch (suspended, no stage running): they sleep until woken."""
         self.finalizer_timeout = finalizer_timeout
+        self.presign_ttl_seconds = presign_ttl_seconds
         self.clock = clock
+        self.durable = durable_publisher
+        """Whether the publisher persists (the PostgreSQL mirror): then each transition is
+        kept in ``status.mirror.pending`` until it is known to be published."""
+        self._mirrored: dict[str, set[str]] = {}
+        """Per job: the phases whose record this process published."""
+        self._behind: set[str] = set()
+        """Jobs with transitions the mirror has not taken yet (the publisher failed)."""
         self._wakers: dict[str, asyncio.Event] = {}
         self._tenants: set[str] = set()
 
@@ -138,7 +172,7 @@ class JobController:
                     phase = None
                 if phase is None and await self._gone(namespace, name, uid):
                     return
-                if phase in TERMINAL:
+                if phase in TERMINAL and uid not in self._behind:
                     return
                 # A suspended job with no stage running changes only when its spec does
                 # (which wakes it): it costs no API calls while it rests.
@@ -147,6 +181,8 @@ class JobController:
         finally:
             self._wakers.pop(uid, None)
             self._resting.discard(uid)
+            self._mirrored.pop(uid, None)
+            self._behind.discard(uid)
 
     async def _sleep(self, event: asyncio.Event, stopped: Any, timeout: float) -> None:
         """Wait until woken, stopped (the job finished or is deleted) or the interval passes."""
@@ -180,6 +216,8 @@ class JobController:
                 return None
             if body["metadata"].get("deletionTimestamp"):
                 return None
+            if pending(body.get("status") or {}):
+                await self._catch_up(body, logger)
             obs = await self.observe(body)
             train = obs.runs.get("train")
             if train is not None and train.active and train.pod_started and not train.succeeded:
@@ -301,6 +339,10 @@ class JobController:
             elif isinstance(action, Release):
                 await self.ledger.release(action.allocation_id)
                 logger.info("budget: released %s", action.allocation_id)
+            elif isinstance(action, PublishDownloads):
+                download = await self.publish_downloads(body, obs.status, None)
+                if download is not None:
+                    decision.status["download"] = download
         if len(decision.status.get("completed", [])) > len(obs.status.get("completed", [])):
             self.faults.crash_point("after-result-read")
         await self._write(body, obs, decision, logger)
@@ -309,11 +351,20 @@ class JobController:
         self, body: Mapping[str, Any], obs: Observation, decision: Decision, logger: logging.Logger
     ) -> None:
         meta = body["metadata"]
+        now = self.clock()
+        record = None if decision.phase is None else self._record(meta, obs, decision, now)
+        records: list[dict[str, Any]] = []
+        if record is not None:
+            records = [r for r in pending(obs.status) if not self._published(meta["uid"], r)]
+            records.append(record)
+            if self.durable:
+                # The transition is kept in the status (durable, with the phase) until the
+                # mirror has it: a crash or a database outage after this patch loses nothing.
+                decision.status["mirror"] = {"pending": records}
         if decision.status:
             await asyncio.to_thread(
                 self.kube.patch_status, PLURAL, meta["namespace"], meta["name"], decision.status
             )
-        now = self.clock()
         if decision.events:
             # Events are best-effort and nothing waits for them: post them beside the loop.
             task = asyncio.create_task(self._post_events(body, decision.events, now, logger))
@@ -333,38 +384,137 @@ class JobController:
         if decision.phase is not None:
             self.metrics.set_phase(meta["uid"], decision.phase.value)
             logger.info("phase %s", decision.phase.value)
-            record = {
-                "type": EVENT_TYPES[decision.phase.value],
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "phase": decision.phase.value,
-                "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            }
-            # The status after this write (the patch over what was observed): the mirrors
-            # want every field known so far, not only those this transition changed.
-            status = {**obs.status, **decision.status}
-            for key in (
-                "stage",
-                "generator",
-                "trainingTimeS",
-                "generationTimeS",
-                "rowsGenerated",
-                "fidelityScore",
-                "privacyScore",
-                "privacyRisk",
-                "epsilonSpent",
-                "allocationId",
-                "errorMessage",
-            ):
-                if status.get(key) is not None:
-                    record[key] = status[key]
-            if (status.get("output") or {}).get("uri"):
-                record["outputUri"] = status["output"]["uri"]
+            caught_up = await self._flush(meta["uid"], records, logger)
+            if caught_up and self.durable and decision.phase in TERMINAL:
+                await self._clear_mirror(meta)
+
+    @staticmethod
+    def _record(
+        meta: Mapping[str, Any], obs: Observation, decision: Decision, now: datetime
+    ) -> dict[str, Any]:
+        """The lifecycle record of the transition ``decision`` makes (what the mirrors take)."""
+        assert decision.phase is not None
+        record: dict[str, Any] = {
+            "type": EVENT_TYPES[decision.phase.value],
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "phase": decision.phase.value,
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        # The status after this write (the patch over what was observed): the mirrors
+        # want every field known so far, not only those this transition changed.
+        status = {**obs.status, **decision.status}
+        for key in MIRRORED_FIELDS:
+            if status.get(key) is not None:
+                record[key] = status[key]
+        if (status.get("output") or {}).get("uri"):
+            record["outputUri"] = status["output"]["uri"]
+        return record
+
+    def _published(self, uid: str, record: Mapping[str, Any]) -> bool:
+        return str(record.get("phase")) in self._mirrored.get(uid, set())
+
+    async def _flush(self, uid: str, records: list[dict[str, Any]], logger: logging.Logger) -> bool:
+        """Publish ``records`` in order; whether all of them are now published."""
+        for record in records:
+            if self._published(uid, record):
+                continue
             try:
                 await asyncio.to_thread(self.publisher.publish, record)
-            except Exception as exc:  # noqa: BLE001 - the mirrors catch up from status
-                logger.warning("could not publish %s: %s", record["type"], exc)
+            except Exception as exc:  # noqa: BLE001 - kept in status.mirror; retried
+                if uid not in self._behind:
+                    logger.warning(
+                        "could not mirror %s (kept in status.mirror.pending; retried every "
+                        "%.0fs): %s",
+                        record.get("type"),
+                        self.interval,
+                        exc,
+                    )
+                self._behind.add(uid)
+                return False
+            self._mirrored.setdefault(uid, set()).add(str(record.get("phase")))
+        if uid in self._behind:
+            logger.info("mirror caught up")
+            self._behind.discard(uid)
+        return True
+
+    async def _catch_up(self, body: Mapping[str, Any], logger: logging.Logger) -> None:
+        """Publish what ``status.mirror.pending`` holds; clear it once a finished job's is out."""
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        records = pending(status)
+        if not await self._flush(meta["uid"], records, logger):
+            return
+        if current_phase(status) in TERMINAL:
+            await self._clear_mirror(meta)
+
+    async def _clear_mirror(self, meta: Mapping[str, Any]) -> None:
+        """A finished job's status is never written again: drop what the mirror now has."""
+        await asyncio.to_thread(
+            self.kube.patch_status, PLURAL, meta["namespace"], meta["name"], {"mirror": None}
+        )
+
+    # -- downloads ------------------------------------------------------------------------
+
+    async def publish_downloads(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], refresh: str | None
+    ) -> dict[str, Any] | None:
+        """Write ``<job>-download`` with fresh presigned URLs; the ``status.download`` value.
+
+        ``None`` when the store holds nothing to download (no object storage configured).
+        """
+        meta = body["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        store = store_uri(namespace, uid, self.stage_settings.bucket_template)
+        keys = await asyncio.to_thread(self.store.list_keys, store, "")
+        names = downloads.files(keys)
+        if not names:
+            return None
+        spec = (status.get("snapshot") or {}).get("spec")
+        ttl = downloads.ttl_seconds(spec, self.presign_ttl_seconds)
+        now = self.clock()
+        urls = {}
+        for name in names:
+            urls[name] = await asyncio.to_thread(self.store.presign_get, store, name, ttl)
+        expiry = downloads.expires_at(now, ttl)
+        secret = downloads.secret_name(meta["name"])
+        await asyncio.to_thread(
+            self.kube.ensure_secret,
+            namespace,
+            secret,
+            urls,
+            labels={UID_LABEL: uid},
+            annotations={downloads.EXPIRES_ANNOTATION: expiry},
+            owner=body,
+        )
+        return downloads.status(secret, names, expiry, refresh)
+
+    async def refresh_downloads(self, body: Mapping[str, Any], logger: logging.Logger) -> None:
+        """Renew the URLs of a COMPLETE job (the refresh annotation changed)."""
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        value = (meta.get("annotations") or {}).get(downloads.REFRESH_ANNOTATION)
+        if value is None or (status.get("download") or {}).get("refreshedFor") == value:
+            return
+        if current_phase(status) is not Phase.COMPLETE:
+            logger.info("download refresh asked before the job is COMPLETE: nothing to renew")
+            return
+        download = await self.publish_downloads(body, status, value)
+        if download is None:
+            return
+        await asyncio.to_thread(
+            self.kube.patch_status, PLURAL, meta["namespace"], meta["name"], {"download": download}
+        )
+        logger.info("download URLs renewed until %s", download["expiresAt"])
+        await asyncio.to_thread(
+            self.kube.post_event,
+            body,
+            "Normal",
+            "DownloadRenewed",
+            f"Secret {download['secretName']}: URLs valid until {download['expiresAt']}",
+            self.clock(),
+        )
 
     async def _post_events(
         self, body: Mapping[str, Any], events: list[Emit], now: datetime, logger: logging.Logger
@@ -394,9 +544,13 @@ class JobController:
             await self._write(body, obs, decision, logger)
             return
         except BudgetUnavailable as exc:
-            # Nothing was reserved; the job cannot start without its budget.
-            decision = failed(obs, cond.BUDGET_UNAVAILABLE, f"privacy budget unavailable: {exc}")
-            await self._write(body, obs, decision, logger)
+            # Nothing was reserved. An outage is not the job's fault: it waits and retries.
+            message = f"waiting for the privacy ledger (retried every {self.interval:.0f}s): {exc}"
+            if obs.status.get("message") != message[:300]:
+                logger.warning("%s", message)
+            await self._write(
+                body, obs, waiting(obs, cond.BUDGET_UNAVAILABLE, message[:300]), logger
+            )
             return
         logger.info("budget: allocated ε %s as %s", action.epsilon, allocation_id)
         self.faults.crash_point("after-allocate")

@@ -22,7 +22,8 @@ import kopf
 from tabular_operator import catalog
 from tabular_operator.bootstrap import App, build
 from tabular_operator.budget import BudgetCap
-from tabular_operator.controller import utcnow
+from tabular_operator.controller import pending, utcnow
+from tabular_operator.downloads import REFRESH_ANNOTATION
 from tabular_operator.k8s import CONNECTIONS
 from tabular_operator.manifests import UID_LABEL
 from tabular_operator.reconcile import TERMINAL, current_phase
@@ -99,7 +100,8 @@ def login(**kwargs: Any) -> Any:
 
 
 def _active(status: dict[str, Any], **_: Any) -> bool:
-    return current_phase(status or {}) not in TERMINAL
+    """Unfinished, or finished with transitions the mirror has not taken yet."""
+    return current_phase(status or {}) not in TERMINAL or bool(pending(status or {}))
 
 
 @kopf.daemon(*JOBS, when=_active, cancellation_backoff=10.0, cancellation_timeout=10.0)  # type: ignore[arg-type]
@@ -114,6 +116,12 @@ async def synthesis_job(
 def suspend_changed(uid: str, memo: Any, **_: Any) -> None:
     """Suspend or resume now, not at the next interval."""
     _app(memo).controller.wake(uid)
+
+
+@kopf.on.update(*JOBS, field=("metadata", "annotations", REFRESH_ANNOTATION))  # type: ignore[arg-type]
+async def download_refresh(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """``tabular.aumos.io/refresh-download`` set to a new value: renew the download URLs."""
+    await _app(memo).controller.refresh_downloads(dict(body), logger)
 
 
 @kopf.on.delete(*JOBS)  # type: ignore[arg-type]

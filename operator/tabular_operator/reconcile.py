@@ -197,7 +197,12 @@ class DeleteStage:
     suffix: str
 
 
-Action = Allocate | CreateStage | SuspendStage | Consume | Release | DeleteStage
+@dataclass(frozen=True)
+class PublishDownloads:
+    """Write the Secret ``<job>-download`` with presigned URLs of the job's outputs."""
+
+
+Action = Allocate | CreateStage | SuspendStage | Consume | Release | DeleteStage | PublishDownloads
 
 
 @dataclass
@@ -276,6 +281,30 @@ def failed(
     if obs.status.get("stage") and phase is not None:
         patch["stage"] = obs.status["stage"]
     return Decision(status=patch, events=[Emit("Warning", reason, message)], phase=Phase.FAILED)
+
+
+def waiting(obs: Observation, reason: str, message: str) -> Decision:
+    """The job stays in its phase and says what it waits for (retried; never failed for it).
+
+    For outages of what the operator depends on (the privacy ledger's database or engine):
+    ``Ready=False`` and ``Reconciling=True`` carry ``reason``; ``Stalled`` stays False.
+    """
+    phase = current_phase(obs.status) or Phase.QUEUED
+    conditions = cond.job_conditions(
+        list(obs.status.get("conditions", [])),
+        phase,
+        generation=obs.generation,
+        now=obs.now,
+        message=message,
+    )
+    conditions = cond.set_condition(
+        conditions, cond.READY, False, reason, message, generation=obs.generation, now=obs.now
+    )
+    conditions = cond.set_condition(
+        conditions, cond.RECONCILING, True, reason, message, generation=obs.generation, now=obs.now
+    )
+    patch = _base(obs) | {"phase": phase.value, "message": message, "conditions": conditions}
+    return _only_changes(obs, Decision(status=patch))
 
 
 def allocated_status(
@@ -602,7 +631,7 @@ def _complete(
     rows = new_patch.get("rowsGenerated", obs.status.get("rowsGenerated"))
     fidelity = new_patch.get("fidelityScore", obs.status.get("fidelityScore"))
     events = [*events, Emit("Normal", cond.COMPLETE, f"{rows} rows, fidelity {fidelity}")]
-    return Decision(actions, new_patch, events, changed)
+    return Decision([*actions, PublishDownloads()], new_patch, events, changed)
 
 
 def _only_changes(obs: Observation, decision: Decision) -> Decision:

@@ -19,6 +19,7 @@ from tabular_operator.reconcile import (
     CreateStage,
     DeleteStage,
     Observation,
+    PublishDownloads,
     Release,
     Resolved,
     StageRun,
@@ -28,6 +29,7 @@ from tabular_operator.reconcile import (
     decide,
     plan,
     settle,
+    waiting,
 )
 from tabular_runner.spec import Phase
 
@@ -296,6 +298,15 @@ def test_all_stages_done_completes_the_job() -> None:
     assert conds(d.status)[cond.READY] == ("True", cond.COMPLETE)
     assert conds(d.status)[cond.STALLED] == ("False", cond.COMPLETE)
     assert d.status["fidelityScore"] == 0.9012 and d.status["progress"] == 1.0
+    assert d.actions == [PublishDownloads()]  # the URLs are written before the phase is
+
+
+def test_a_failed_job_offers_no_downloads() -> None:
+    st = status(Phase.VALIDATING, completed=["train", "generate"])
+    run = StageRun("validate", "j-validate", failed=True, exit_code=3, pod_started=True)
+    d = decide(obs(st, run))
+    assert d.phase is Phase.FAILED
+    assert not any(isinstance(a, PublishDownloads) for a in d.actions)
 
 
 @pytest.mark.parametrize("phase", [Phase.COMPLETE, Phase.FAILED], ids=["complete", "failed"])
@@ -380,3 +391,15 @@ def test_a_stage_waiting_for_a_node_says_why() -> None:
         == "train: waiting for a node: 0/2 nodes are available: 1 Insufficient cpu"
     )
     assert not d.actions  # it waits: capacity may free up
+
+
+def test_a_ledger_outage_keeps_the_job_waiting_not_failed() -> None:
+    st = status(Phase.QUEUED, DP_SPEC)
+    d = waiting(obs(st), cond.BUDGET_UNAVAILABLE, "waiting for the privacy ledger: down")
+    assert d.phase is None and d.status.get("phase", "QUEUED") == "QUEUED"
+    assert conds(d.status)[cond.READY] == ("False", cond.BUDGET_UNAVAILABLE)
+    assert conds(d.status)[cond.RECONCILING] == ("True", cond.BUDGET_UNAVAILABLE)
+    assert conds(d.status)[cond.STALLED][0] == "False"
+    # The same outage seen again writes nothing new.
+    again = waiting(obs(st | d.status), cond.BUDGET_UNAVAILABLE, d.status["message"])
+    assert again.idle
