@@ -7,8 +7,9 @@ Tests build the same objects with their own settings (real local servers) throug
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tabular_operator.budget import FileLedger, Ledger, UnmeteredLedger
 from tabular_operator.controller import JobController, StoreCredentials
@@ -39,6 +40,25 @@ class App:
     publisher_kind: str = "log"
     relay: OutboxRelay | None = None
     """The outbox relay to Kafka (started by :meth:`start_background`), when configured."""
+    catalog_mirror: Callable[[str, Mapping[str, Any], Mapping[str, Any]], None] | None = None
+    """Upserts a GenerationProfile's or MultiTableSchema's mirror row (with a database)."""
+    _catalog_seen: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def mirror_catalog(self, kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Mirror a catalog object when its generation or status is new to this process.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the database cannot be reached (the handler's
+                next run, at most 30 s later, tries again).
+        """
+        if self.catalog_mirror is None:
+            return
+        uid = body["metadata"]["uid"]
+        seen = (body["metadata"].get("generation"), dict(status))
+        if self._catalog_seen.get(uid) == seen:
+            return
+        self.catalog_mirror(kind, body, status)
+        self._catalog_seen[uid] = seen
 
     def start_background(self) -> None:
         """Start what runs beside the handlers (the outbox relay, on its own thread)."""
@@ -179,5 +199,31 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
     )
     enforced = not isinstance(ledger, UnmeteredLedger)
     return App(
-        settings, kube, controller, metrics, ledger_kind, ledger, enforced, publisher_kind, relay
+        settings,
+        kube,
+        controller,
+        metrics,
+        ledger_kind,
+        ledger,
+        enforced,
+        publisher_kind,
+        relay,
+        catalog_mirror=build_catalog_mirror(publisher),
     )
+
+
+def build_catalog_mirror(
+    publisher: Publisher,
+) -> Callable[[str, Mapping[str, Any], Mapping[str, Any]], None] | None:
+    """The catalog mirror of the PostgreSQL publisher (``None`` with log lines only)."""
+    if isinstance(publisher, LogPublisher):
+        return None
+    from tabular_operator.mirror_pg import PostgresPublisher, catalog_record
+
+    assert isinstance(publisher, PostgresPublisher)
+    mirror = publisher
+
+    def write(kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        mirror.mirror_catalog(kind, catalog_record(body, status))
+
+    return write

@@ -136,7 +136,10 @@ def stage_job_changed(labels: Any, memo: Any, **_: Any) -> None:
     _app(memo).controller.wake(str(labels[UID_LABEL]))
 
 
-async def _patch_catalog(kind: str, body: Any, memo: Any, builder: Any) -> None:
+KINDS = {"generationprofiles": "GenerationProfile", "multitableschemas": "MultiTableSchema"}
+
+
+async def _patch_catalog(kind: str, body: Any, memo: Any, builder: Any, logger: Any) -> None:
     app = _app(memo)
     meta = body["metadata"]
     jobs = await asyncio.to_thread(app.kube.list_all, "synthesisjobs", meta["namespace"])
@@ -144,20 +147,24 @@ async def _patch_catalog(kind: str, body: Any, memo: Any, builder: Any) -> None:
     current = dict(body.get("status") or {})
     if any(current.get(k) != v for k, v in patch.items()):
         await asyncio.to_thread(app.kube.patch_status, kind, meta["namespace"], meta["name"], patch)
+    try:
+        await asyncio.to_thread(app.mirror_catalog, KINDS[kind], dict(body), current | patch)
+    except Exception as exc:  # noqa: BLE001 - the next run (≤ 30 s) tries again
+        logger.warning("could not mirror %s: %s", KINDS[kind], exc)
 
 
 @kopf.on.resume(*PROFILES)  # type: ignore[arg-type]
 @kopf.on.create(*PROFILES)  # type: ignore[arg-type]
 @kopf.timer(*PROFILES, interval=30.0, initial_delay=30.0)  # type: ignore[arg-type]
-async def profile_status(body: Any, memo: Any, **_: Any) -> None:
-    """Validity and usedBy of a GenerationProfile."""
-    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status)
+async def profile_status(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Validity and usedBy of a GenerationProfile (and its mirror row)."""
+    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status, logger)
 
 
 @kopf.on.update(*PROFILES, field="spec")  # type: ignore[arg-type]
-async def profile_changed(body: Any, memo: Any, **_: Any) -> None:
+async def profile_changed(body: Any, memo: Any, logger: Any, **_: Any) -> None:
     """Re-validate, and tell running jobs that they keep the snapshot they took."""
-    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status)
+    await _patch_catalog("generationprofiles", body, memo, catalog.profile_status, logger)
     app = _app(memo)
     meta = body["metadata"]
     for job in await asyncio.to_thread(app.kube.list_all, "synthesisjobs", meta["namespace"]):
@@ -180,9 +187,9 @@ async def profile_changed(body: Any, memo: Any, **_: Any) -> None:
 @kopf.on.create(*SCHEMAS)  # type: ignore[arg-type]
 @kopf.on.update(*SCHEMAS, field="spec")  # type: ignore[arg-type]
 @kopf.timer(*SCHEMAS, interval=30.0, initial_delay=30.0)  # type: ignore[arg-type]
-async def schema_status(body: Any, memo: Any, **_: Any) -> None:
-    """Validity, table count, depth and usedBy of a MultiTableSchema."""
-    await _patch_catalog("multitableschemas", body, memo, catalog.schema_status)
+async def schema_status(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Validity, table count, depth and usedBy of a MultiTableSchema (and its mirror row)."""
+    await _patch_catalog("multitableschemas", body, memo, catalog.schema_status, logger)
 
 
 def _cap(body: Any) -> BudgetCap:

@@ -280,6 +280,59 @@ def test_a_canary_in_the_source_secret_appears_nowhere(
             assert "X-Amz-Signature" not in text, f"a presigned URL leaked into the {where}"
 
 
+def test_profiles_and_schemas_are_mirrored_and_follow_edits(
+    cluster: Cluster, plane: tuple[str, OperatorProcess, StoppablePostgres, str]
+) -> None:
+    ns, op, pg, _ = plane
+    cluster.create(
+        ns,
+        {
+            "kind": "GenerationProfile",
+            "metadata": {"name": "gc"},
+            "spec": {"generator": {"type": "gaussian_copula"}},
+        },
+    )
+    cluster.create(
+        ns,
+        {
+            "kind": "MultiTableSchema",
+            "metadata": {"name": "one"},
+            "spec": {
+                "tables": [{"name": "t", "source": {"uri": "s3://datasets/penguins/penguins.csv"}}]
+            },
+        },
+    )
+
+    def row(table: str, name: str, generation: int = 1) -> dict[str, Any] | None:
+        try:
+            rows = pg.rows(f"SELECT * FROM {table} WHERE tenant_id = %s AND name = %s", ns, name)
+        except psycopg.errors.UndefinedTable:  # the operator has not migrated yet
+            return None
+        return rows[0] if rows and rows[0]["generation"] >= generation else None
+
+    profile = wait_for(
+        "the profile's row", lambda: row("tab_generation_profiles", "gc"), timeout=60
+    )
+    assert profile["valid"] is True and profile["spec"]["generator"]["type"] == "gaussian_copula"
+    schema = wait_for("the schema's row", lambda: row("tab_multi_table_schemas", "one"), timeout=60)
+    assert schema["table_count"] == 1 and schema["valid"] is True
+    cluster.custom.patch_namespaced_custom_object(
+        "tabular.aumos.io",
+        "v1alpha1",
+        ns,
+        "generationprofiles",
+        "gc",
+        {"spec": {"generator": {"type": "tvae"}}},
+    )
+    edited = wait_for(
+        "the edit in the profile's row",
+        lambda: row("tab_generation_profiles", "gc", generation=2),
+        timeout=60,
+        operator=op,
+    )
+    assert edited["spec"]["generator"]["type"] == "tvae"
+
+
 def test_postgres_down_for_two_minutes_loses_no_transition(
     cluster: Cluster,
     plane: tuple[str, OperatorProcess, StoppablePostgres, str],
