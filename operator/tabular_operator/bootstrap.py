@@ -177,6 +177,7 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
             secret,
             settings.s3_region,
             retention_days=settings.s3_output_retention_days,
+            public_endpoint=settings.s3_public_endpoint,
         )
         credentials = StoreCredentials(access, secret)
     kube = kube or Kube(load_api_client())

@@ -46,6 +46,11 @@ class OperatorSettings(BaseSettings):
     s3_region: str = ""
     s3_bucket_template: str = "aumos-tab-{tenant}"
     s3_presign_ttl_seconds: int = 3600
+    s3_public_endpoint: str = Field(
+        default="",
+        description="Address users download from (presigned URLs are signed for it); empty: "
+        "s3_endpoint.",
+    )
     s3_output_retention_days: int = Field(
         default=30,
         ge=0,

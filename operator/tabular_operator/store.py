@@ -109,6 +109,20 @@ def retention_change(config: LifecycleConfig | None, days: int) -> list[Rule] | 
     return others + wanted
 
 
+def _client(endpoint: str, access_key: str, secret_key: str, region: str) -> Minio:
+    """A client of ``endpoint`` (``http://host:port``, ``https://host`` or ``host``: HTTPS)."""
+    parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+    # A region set here means the SDK never asks the server for a bucket's location, so
+    # presigning needs no network.
+    return Minio(
+        parsed.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=parsed.scheme == "https",
+        region=region or "us-east-1",
+    )
+
+
 class S3Store:
     """S3/MinIO through the minio SDK, signed with the tenant store identity."""
 
@@ -120,18 +134,17 @@ class S3Store:
         region: str = "",
         *,
         retention_days: int = 0,
+        public_endpoint: str = "",
     ) -> None:
         if retention_days < 0:
             raise ValueError(f"retention_days must be 0 (no rule) or more, not {retention_days}")
-        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-        # A region set here means the SDK never asks the server for a bucket's location, so
-        # presigning needs no network.
-        self.client = Minio(
-            parsed.netloc,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=parsed.scheme == "https",
-            region=region or "us-east-1",
+        self.client = _client(endpoint, access_key, secret_key, region)
+        # Presigned URLs name the host they were signed for: users outside the cluster get
+        # the public address (s3.publicEndpoint) when the operator's own is cluster-internal.
+        self.presigner = (
+            _client(public_endpoint, access_key, secret_key, region)
+            if public_endpoint
+            else self.client
         )
         self.retention_days = retention_days
         self._buckets: set[str] = set()
@@ -229,7 +242,7 @@ class S3Store:
         expires = presign_ttl(ttl_seconds)
         bucket, root = split_uri(uri)
         name = f"{root}/{key}" if root else key
-        return self.client.presigned_get_object(bucket, name, expires=expires)
+        return self.presigner.presigned_get_object(bucket, name, expires=expires)
 
 
 class NoStore:

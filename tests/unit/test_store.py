@@ -78,6 +78,15 @@ def test_presigning_needs_no_server() -> None:
     assert "X-Amz-Expires=3600" in url
 
 
+def test_urls_are_signed_for_the_public_endpoint_when_one_is_set() -> None:
+    store = S3Store("http://minio.minio:9000", "ak", "sk", public_endpoint="https://s3.example.com")
+
+    url = store.presign_get("s3://aumos-tab-team-a/tab-jobs/u1", "output.csv", 60)
+
+    assert url.startswith("https://s3.example.com/aumos-tab-team-a/tab-jobs/u1/output.csv?")
+    assert "minio.minio" not in url
+
+
 def test_without_a_store_nothing_is_listed_or_signed() -> None:
     store = NoStore()
     assert store.list_keys("s3://b/tab-jobs/u1") == []
