@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget testenv testenv-down deploy-local clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget bench-events testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -40,6 +40,9 @@ bench-operator:  ## 100 jobs at once, then 1,000 idle: latency, completion, oper
 
 bench-budget:    ## PostgreSQL ε ledger: allocations/s and p99 latency at 1, 8, 64 clients (starts Postgres)
 	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_budget.py
+
+bench-events:    ## mirror+outbox transitions/s at 1, 4, 8 threads; relay commit→consumer p50/p95 (starts Postgres + Kafka)
+	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_events.py
 
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
