@@ -42,6 +42,8 @@ class App:
     """The outbox relay to Kafka (started by :meth:`start_background`), when configured."""
     catalog_mirror: Callable[[str, Mapping[str, Any], Mapping[str, Any]], None] | None = None
     """Upserts a GenerationProfile's or MultiTableSchema's mirror row (with a database)."""
+    catalog_forget: Callable[[str, str, str], bool] | None = None
+    """Deletes such a row (kind, tenant, uid) when the object is deleted."""
     _catalog_seen: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def mirror_catalog(self, kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
@@ -59,6 +61,13 @@ class App:
             return
         self.catalog_mirror(kind, body, status)
         self._catalog_seen[uid] = seen
+
+    def forget_catalog(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Remove a deleted catalog object's mirror row (no-op without a database)."""
+        meta = body["metadata"]
+        self._catalog_seen.pop(meta["uid"], None)
+        if self.catalog_forget is not None:
+            self.catalog_forget(kind, meta["namespace"], meta["uid"])
 
     def start_background(self) -> None:
         """Start what runs beside the handlers (the outbox relay, on its own thread)."""
@@ -158,6 +167,7 @@ def build_publisher(settings: OperatorSettings) -> tuple[Publisher, OutboxRelay 
                 settings.secret("kafka_sasl_username"),
                 settings.secret("kafka_sasl_password"),
             ),
+            faults=Faults(settings.fault_points, settings.fault_once_dir),
         )
         kind += f" → kafka {topic(settings.kafka_topic_prefix)}"
     publisher = PostgresPublisher(database_url, on_commit=relay.wake if relay else None)
@@ -210,6 +220,7 @@ def build(settings: OperatorSettings | None = None, *, kube: Kube | None = None)
         publisher_kind,
         relay,
         catalog_mirror=build_catalog_mirror(publisher),
+        catalog_forget=getattr(publisher, "forget_catalog", None),
     )
 
 

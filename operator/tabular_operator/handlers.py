@@ -192,6 +192,14 @@ async def schema_status(body: Any, memo: Any, logger: Any, **_: Any) -> None:
     await _patch_catalog("multitableschemas", body, memo, catalog.schema_status, logger)
 
 
+@kopf.on.delete(*PROFILES, optional=True)  # type: ignore[arg-type]
+@kopf.on.delete(*SCHEMAS, optional=True)  # type: ignore[arg-type]
+async def catalog_deleted(body: Any, resource: Any, memo: Any, **_: Any) -> None:
+    """A deleted profile or schema leaves the mirror too."""
+    kind = KINDS[resource.plural]
+    await asyncio.to_thread(_app(memo).forget_catalog, kind, dict(body))
+
+
 def _cap(body: Any) -> BudgetCap:
     spec = body.get("spec") or {}
     meta = body["metadata"]

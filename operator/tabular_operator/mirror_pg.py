@@ -293,6 +293,24 @@ class PostgresPublisher:
             written = conn.execute(_CATALOG[kind][0], params).scalar_one_or_none()
         return written is not None
 
+    def forget_catalog(self, kind: str, tenant: str, uid: str) -> bool:
+        """Delete the mirror row of a deleted GenerationProfile or MultiTableSchema.
+
+        Returns:
+            Whether a row of ``tenant`` was deleted.
+
+        Raises:
+            ValueError: an unknown kind.
+        """
+        if kind not in CATALOG_TABLES:
+            raise ValueError(f"kind {kind!r}: not one of {', '.join(CATALOG_TABLES)}")
+        statement = text(
+            f"DELETE FROM {CATALOG_TABLES[kind]} WHERE tenant_id = :tenant AND uid = :uid"
+        )
+        with self.engine.begin() as conn:
+            deleted = conn.execute(statement, {"tenant": tenant, "uid": uid}).rowcount
+        return bool(deleted)
+
     def catalog(self, kind: str, tenant: str, uid: str) -> dict[str, Any] | None:
         """The mirror row of a catalog object ``uid`` in ``tenant`` (column → value), or None."""
         return self._row(_CATALOG[kind][1], tenant, uid)

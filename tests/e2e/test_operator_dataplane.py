@@ -331,6 +331,15 @@ def test_profiles_and_schemas_are_mirrored_and_follow_edits(
         operator=op,
     )
     assert edited["spec"]["generator"]["type"] == "tvae"
+    cluster.custom.delete_namespaced_custom_object(
+        "tabular.aumos.io", "v1alpha1", ns, "multitableschemas", "one"
+    )
+    wait_for(
+        "the deleted schema's row to go",
+        lambda: row("tab_multi_table_schemas", "one") is None,
+        timeout=60,
+        operator=op,
+    )
 
 
 def test_postgres_down_for_two_minutes_loses_no_transition(
