@@ -25,11 +25,19 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.platform import paths
+
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "tabular.aumos.io", "v1alpha1"
 UID_LABEL = "tabular.aumos.io/job-uid"
-RUNNER_IMAGE_CORE = "aumos/tabular-runner:e2e-core"
-RUNNER_IMAGE_ARGN = "aumos/tabular-runner:e2e-argn"
+# Process mode maps these names to this checkout (tests/platform/images.yaml); image mode
+# (make test-images) runs the chart's images as `make images` built them.
+RUNNER_IMAGE_CORE = (
+    paths.chart_image("core") if paths.image_mode() else "aumos/tabular-runner:e2e-core"
+)
+RUNNER_IMAGE_ARGN = (
+    paths.chart_image("argn") if paths.image_mode() else "aumos/tabular-runner:e2e-argn"
+)
 
 
 def kubectl_binary() -> str:

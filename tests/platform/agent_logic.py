@@ -286,6 +286,62 @@ def container_argv(container: Obj, entry: ImageEntry, env: Mapping[str, str]) ->
     return argv
 
 
+# --------------------------------------------------------------------------- image mode
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What a built image says about running it (its OCI config)."""
+
+    image_id: str
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    user: str = ""
+    working_dir: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def image_config(image_id: str, oci_config: Obj) -> ImageConfig:
+    """The parts of an OCI image config (``buildah inspect``'s ``OCIv1.config``) the agent uses."""
+    env = {}
+    for item in oci_config.get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    return ImageConfig(
+        image_id=image_id,
+        entrypoint=tuple(str(a) for a in oci_config.get("Entrypoint") or ()),
+        cmd=tuple(str(a) for a in oci_config.get("Cmd") or ()),
+        user=str(oci_config.get("User") or ""),
+        working_dir=str(oci_config.get("WorkingDir") or ""),
+        env=env,
+    )
+
+
+def image_argv(container: Obj, image: ImageConfig, env: Mapping[str, str]) -> list[str]:
+    """Kubernetes' rule: ``command`` replaces ENTRYPOINT, ``args`` CMD; ``$(VAR)`` expanded."""
+    command = list(container.get("command") or [])
+    args = list(container.get("args") or [])
+    if command:
+        argv = command + args
+    else:
+        argv = list(image.entrypoint) + (args or list(image.cmd))
+    if not argv:
+        raise ContainerConfigError(
+            f"no command given and image {container.get('image')!r} has no entrypoint or cmd"
+        )
+    return [expand(str(a), env) for a in argv]
+
+
+def run_user(container: Obj, pod_spec: Obj, image: ImageConfig) -> str:
+    """``uid[:gid]`` the container runs as: its securityContext, the pod's, else the image's."""
+    for ctx in (container.get("securityContext") or {}, pod_spec.get("securityContext") or {}):
+        uid = ctx.get("runAsUser")
+        if uid is not None:
+            gid = ctx.get("runAsGroup", uid)
+            return f"{int(uid)}:{int(gid)}"
+    return image.user or "0:0"
+
+
 # --------------------------------------------------------------------------- status
 
 

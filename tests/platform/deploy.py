@@ -133,6 +133,8 @@ def values(env: Target, tenants: list[str]) -> dict[str, Any]:
         "metrics": {"port": free_port()},
     }
     out["operator"]["healthPort"] = free_port()
+    if paths.image_mode():
+        del out["images"]  # the chart's own names: what `make images` built and tagged
     if _unmanaged_policy(env):
         # `kubectl apply -f crds/` already installed the spec-lock policy; Helm refuses to
         # adopt an object it did not create, and the policy is there either way.

@@ -123,10 +123,83 @@ class AgentConfig:
     pid_dir: Path | None = None
     interval: float = 0.3
     images: list[logic.ImageEntry] = field(default_factory=list)
+    local_images: LocalImages | None = None
+    """Image mode: containers run inside images from buildah's local storage."""
 
     @property
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
+
+
+class LocalImages:
+    """Built images in buildah's local storage, and running a container inside one.
+
+    Each container gets a working container of its own (``buildah from``: a copy-on-write
+    overlay of the image) and runs with ``buildah run --isolation chroot --network host``: the
+    image's root file system and environment, the pod's command, args, env, user and working
+    directory. The pod's directory (termination log, service-account kubeconfig, HOME) and the
+    cluster CA are bind-mounted at the same paths, so the paths the agent hands out hold inside.
+    """
+
+    def __init__(self, buildah: str) -> None:
+        self.buildah = buildah
+
+    def config(self, image: str) -> logic.ImageConfig | None:
+        """The image's config, or None when it is not in local storage."""
+        out = subprocess.run(
+            [self.buildah, "inspect", "--type", "image", image],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            return None
+        doc = json.loads(out.stdout)
+        return logic.image_config(
+            str(doc.get("FromImageID") or ""), doc["OCIv1"].get("config") or {}
+        )
+
+    def create(self, name: str, image: logic.ImageConfig) -> None:
+        """A fresh working container ``name`` of ``image`` (an earlier one is removed)."""
+        self.remove(name)
+        subprocess.run(
+            [self.buildah, "from", "--pull-never", "--name", name, image.image_id],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def remove(self, name: str) -> None:
+        subprocess.run([self.buildah, "rm", name], capture_output=True, check=False)
+
+    def run_argv(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        user: str,
+        workdir: str,
+        env: Mapping[str, str],
+        mounts: Sequence[tuple[str, str]],
+    ) -> list[str]:
+        """The ``buildah run`` command line that runs ``argv`` in container ``name``."""
+        cmd = [
+            self.buildah,
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--user",
+            user,
+            "--workingdir",
+            workdir,
+        ]
+        for key, value in env.items():
+            cmd += ["--env", f"{key}={value}"]
+        for source, target in mounts:
+            cmd += ["--volume", f"{source}:{target}"]
+        return [*cmd, "--", name, *argv]
 
 
 def this_machine(workdir: Path) -> logic.Machine:
@@ -162,6 +235,8 @@ class PodRunner(threading.Thread):
         self.start_time = now_iso()
         self._last_key: Any = None
         self._sa_env: dict[str, str] | None = None
+        self._containers: set[str] = set()
+        """Image mode: the working containers of this pod (removed when it ends)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -185,6 +260,10 @@ class PodRunner(threading.Thread):
             self.report()
         finally:
             self._kill_all(0)
+            images = self.agent.cfg.local_images
+            if images is not None:
+                for container in self._containers:
+                    images.remove(container)
 
     def _run(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -248,6 +327,8 @@ class PodRunner(threading.Thread):
     def _start(
         self, spec: Mapping[str, Any], state: logic.ContainerState
     ) -> subprocess.Popen[bytes] | None:
+        if self.agent.cfg.local_images is not None:
+            return self._start_in_image(spec, state, self.agent.cfg.local_images)
         agent = self.agent
         entry = logic.match_image(spec.get("image", ""), agent.cfg.images)
         if entry is None:
@@ -292,6 +373,18 @@ class PodRunner(threading.Thread):
             if spec.get("workingDir") and Path(spec["workingDir"]).is_dir()
             else self.dir
         )
+        return self._spawn(state, argv, argv, full_env, cwd)
+
+    def _spawn(
+        self,
+        state: logic.ContainerState,
+        argv: list[str],
+        shown: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+    ) -> subprocess.Popen[bytes] | None:
+        """Start ``argv`` as the container's process group (``shown`` is what the log says)."""
+        name = state.name
         logfile = self.dir / f"{name}.log"
         try:
             with logfile.open("ab") as out:
@@ -300,7 +393,7 @@ class PodRunner(threading.Thread):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=full_env,
+                    env=dict(env),
                     cwd=cwd,
                     start_new_session=True,
                 )
@@ -310,12 +403,77 @@ class PodRunner(threading.Thread):
             self.report()
             return None
         self.procs[name] = proc
-        agent.record_pid(self.uid, name, proc.pid)
+        self.agent.record_pid(self.uid, name, proc.pid)
         state.state, state.reason, state.message, state.exit_code = "running", "", "", None
         state.started_at, state.finished_at = now_iso(), None
-        log.info("started %s/%s: %s (pid %d)", self.name, name, argv, proc.pid)
+        log.info("started %s/%s: %s (pid %d)", self.name, name, shown, proc.pid)
         self.report()
         return proc
+
+    def _start_in_image(
+        self, spec: Mapping[str, Any], state: logic.ContainerState, images: LocalImages
+    ) -> subprocess.Popen[bytes] | None:
+        """Image mode: run the container inside its image (see :class:`LocalImages`)."""
+        image = images.config(spec.get("image", ""))
+        if image is None:
+            state.state, state.reason = "waiting", "ErrImagePull"
+            state.message = (
+                f'image "{spec.get("image")}" is not in the local image storage (make images)'
+            )
+            self.report()
+            return None
+        try:
+            env = logic.resolve_env(
+                spec, self.pod, self.agent.lookup, self.spec.get("nodeName", "")
+            )
+            argv = logic.image_argv(spec, image, env)
+        except logic.ContainerConfigError as e:
+            state.state, state.reason, state.message = (
+                "waiting",
+                "CreateContainerConfigError",
+                str(e),
+            )
+            self.report()
+            return None
+        name = state.name
+        # The pod directory is mounted at the same path inside: a non-root user writes there.
+        self.dir.chmod(0o777)
+        home = self.dir / "home"
+        home.mkdir(exist_ok=True)
+        home.chmod(0o777)
+        term = self.dir / f"{name}.termination-log"
+        term.write_text("")
+        term.chmod(0o666)
+        tm_path = spec.get("terminationMessagePath") or "/dev/termination-log"
+        argv = [a.replace(tm_path, str(term)) for a in argv]
+        env = {k: v.replace(tm_path, str(term)) for k, v in env.items()}
+        base = {
+            "HOME": str(home),
+            "HOSTNAME": self.pod["metadata"]["name"],
+            "AUMOS_TERMINATION_MESSAGE_PATH": str(term),
+        }
+        full_env = {**image.env, **base, **self._service_account_env(), **env}
+        mounts = [(str(self.dir), str(self.dir))]
+        if self.agent.kube.ca_file:
+            mounts.append((self.agent.kube.ca_file, self.agent.kube.ca_file))
+        container = f"aumos-{self.uid[:8]}-{name}"
+        try:
+            images.create(container, image)
+        except subprocess.CalledProcessError as e:
+            state.state, state.reason, state.message = "terminated", "StartError", e.stderr[-500:]
+            state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
+            self.report()
+            return None
+        self._containers.add(container)
+        command = images.run_argv(
+            container,
+            argv,
+            user=logic.run_user(spec, self.spec, image),
+            workdir=spec.get("workingDir") or image.working_dir or "/",
+            env=full_env,
+            mounts=mounts,
+        )
+        return self._spawn(state, command, ["(in", image.image_id[:19] + ")", *argv], {}, self.dir)
 
     def _finish(self, spec: Mapping[str, Any], state: logic.ContainerState, code: int) -> None:
         proc = self.procs.pop(state.name, None)
@@ -658,6 +816,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pid-dir", type=Path)
     ap.add_argument("--images", type=Path, default=IMAGES_FILE)
     ap.add_argument("--interval", type=float, default=0.3)
+    ap.add_argument(
+        "--containers",
+        choices=("process", "image"),
+        default=os.environ.get("AUMOS_NODE_AGENT_CONTAINERS", "process"),
+        help="process: containers are local processes mapped by images.yaml (default); "
+        "image: each runs inside its built image (make images), e.g. for make test-images",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(threadName)s %(message)s"
@@ -668,12 +833,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repo": str(REPO_ROOT),
     }
     args.workdir.mkdir(parents=True, exist_ok=True)
+    local_images = None
+    if args.containers == "image":
+        buildah = shutil.which("buildah")
+        if buildah is None:
+            ap.error("--containers=image needs buildah (apt-get install buildah)")
+        local_images = LocalImages(buildah)
+        log.info("containers run inside images from buildah's local storage")
     cfg = AgentConfig(
         nodes=logic.plan_nodes(this_machine(args.workdir)),
         workdir=args.workdir,
         pid_dir=args.pid_dir,
         interval=args.interval,
         images=logic.load_image_table(yaml.safe_load(args.images.read_text()), placeholders),
+        local_images=local_images,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -329,3 +329,61 @@ def test_termination_message(written: str, policy: str, code: int, expected: str
         logic.termination_message(written, "line2\nline3\n", policy=policy, exit_code=code)
         == expected
     )
+
+
+IMAGE = logic.image_config(
+    "sha256:abc",
+    {
+        "Entrypoint": ["python", "-m", "tabular_runner"],
+        "Cmd": ["--help"],
+        "User": "10001:10001",
+        "WorkingDir": "/tmp",
+        "Env": ["PATH=/opt/venv/bin:/usr/bin", "AUMOS_ENGINE=core"],
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("container", "argv"),
+    [
+        ({}, ["python", "-m", "tabular_runner", "--help"]),
+        ({"args": ["stage", "train"]}, ["python", "-m", "tabular_runner", "stage", "train"]),
+        (
+            {"command": ["tabular-runner"], "args": ["stage", "$(S)"]},
+            ["tabular-runner", "stage", "x"],
+        ),
+        ({"command": ["sh", "-c", "true"]}, ["sh", "-c", "true"]),
+    ],
+)
+def test_image_argv_follows_kubernetes_command_and_args(
+    container: dict[str, Any], argv: list[str]
+) -> None:
+    assert logic.image_argv(container, IMAGE, {"S": "x"}) == argv
+
+
+def test_an_image_without_entrypoint_or_command_cannot_start() -> None:
+    with pytest.raises(logic.ContainerConfigError, match="no command given"):
+        logic.image_argv({"image": "x"}, logic.image_config("sha256:0", {}), {})
+
+
+def test_image_config_keeps_env_user_and_workdir() -> None:
+    assert IMAGE.env == {"PATH": "/opt/venv/bin:/usr/bin", "AUMOS_ENGINE": "core"}
+    assert (IMAGE.user, IMAGE.working_dir) == ("10001:10001", "/tmp")
+
+
+@pytest.mark.parametrize(
+    ("container", "pod", "user"),
+    [
+        ({}, {}, "10001:10001"),
+        ({}, {"securityContext": {"runAsUser": 2000}}, "2000:2000"),
+        (
+            {"securityContext": {"runAsUser": 3000, "runAsGroup": 4000}},
+            {"securityContext": {"runAsUser": 2000}},
+            "3000:4000",
+        ),
+    ],
+)
+def test_the_run_user_is_the_containers_then_the_pods_then_the_images(
+    container: dict[str, Any], pod: dict[str, Any], user: str
+) -> None:
+    assert logic.run_user(container, pod, IMAGE) == user
