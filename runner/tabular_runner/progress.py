@@ -149,34 +149,70 @@ class StoreProgress:
         self.writes += 1
 
 
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _time_row(timings: dict[str, Any]) -> str:
+    return " / ".join(
+        f"{float(timings.get(s) or 0.0):.1f}s" for s in ("train", "generate", "validate")
+    )
+
+
 def summary_table(report: dict[str, Any], out_dir: str) -> Table:
-    """The final summary a person reads after ``run``."""
+    """The final summary a person reads after ``run`` (single- or multi-table report)."""
     table = Table(title=f"SynthesisJob {report.get('job', '')}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-
-    def fmt(value: Any, digits: int = 3) -> str:
-        if value is None:
-            return "—"
-        if isinstance(value, float):
-            return f"{value:.{digits}f}"
-        return str(value)
-
-    gate = report.get("gate", {})
-    timings = report.get("timings", {})
-    table.add_row("generator", f"{report.get('generator')} ({report.get('generatorReason', '')})")
-    table.add_row("rows generated", fmt(report.get("rowsGenerated")))
-    table.add_row("fidelity (SDMetrics quality)", fmt(report.get("fidelityScore")))
-    table.add_row("diagnostic", fmt(report.get("diagnosticScore")))
-    table.add_row("privacy score (1 − max risk)", fmt(report.get("privacyScore")))
-    table.add_row("DCR share (ideal 0.5)", fmt(report.get("privacy", {}).get("dcrShare")))
+    if report.get("kind") == "multi-table":
+        _multitable_rows(table, report)
+    else:
+        table.add_row(
+            "generator", f"{report.get('generator')} ({report.get('generatorReason', '')})"
+        )
+        table.add_row("rows generated", _fmt(report.get("rowsGenerated")))
+        table.add_row("fidelity (SDMetrics quality)", _fmt(report.get("fidelityScore")))
+    table.add_row("diagnostic", _fmt(report.get("diagnosticScore")))
+    table.add_row("privacy score (1 − max risk)", _fmt(report.get("privacyScore")))
+    dcr = report.get("privacy", {}).get("dcrShare", report.get("dcrShare"))
+    table.add_row("DCR share (ideal 0.5)", _fmt(dcr))
     if "epsilonSpent" in report:
-        table.add_row("ε spent", fmt(report.get("epsilonSpent"), 4))
+        table.add_row("ε spent", _fmt(report.get("epsilonSpent"), 4))
+    gate = report.get("gate", {})
     verdict = "passed" if gate.get("passed") else f"FAILED: {gate.get('reason', '')}"
     table.add_row("quality gate", verdict)
-    table.add_row(
-        "time (train / generate / validate)",
-        " / ".join(f"{timings.get(s, 0):.1f}s" for s in ("train", "generate", "validate")),
-    )
+    timings = report.get("timings", {})
+    table.add_row("time (train / generate / validate)", _time_row(timings))
+    if report.get("kind") == "multi-table":
+        table.add_row(
+            "model time (fit / sample)",
+            f"{float(timings.get('training') or 0.0):.1f}s / "
+            f"{float(timings.get('generation') or 0.0):.1f}s",
+        )
     table.add_row("outputs", out_dir)
     return table
+
+
+def _multitable_rows(table: Table, report: dict[str, Any]) -> None:
+    """What ``auto`` chose and how many rows each table got, as the report records them."""
+    requested = report.get("generator")
+    strategy = report.get("strategy")
+    table.add_row(
+        "generator",
+        f"{requested} → {strategy} ({report.get('strategyReason', '')})",
+    )
+    real = report.get("rowsSource") or {}
+    generated = report.get("rowsGenerated") or {}
+    used = report.get("tableGenerators") or {}
+    for name, rows in generated.items():
+        how = used.get(name)
+        table.add_row(
+            f"  {name}",
+            f"{rows:,} rows (real {real.get(name, 0):,})" + (f", {how}" if how else ""),
+        )
+    table.add_row("rows generated", f"{sum(int(v) for v in generated.values()):,}")
+    table.add_row("fidelity (SDMetrics multi-table quality)", _fmt(report.get("fidelityScore")))

@@ -44,14 +44,16 @@ def manifest_text(tmp_path_factory: pytest.TempPathFactory) -> str:
     return yaml.safe_dump_all([schema, job], sort_keys=False)
 
 
-def test_run_multi_document_manifest_writes_every_table(tmp_path: Path, manifest_text: str) -> None:
+def test_run_multi_document_manifest_writes_every_table(
+    tmp_path: Path, manifest_text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Setup
     manifest = tmp_path / "flights.yaml"
     manifest.write_text(manifest_text)
     out = tmp_path / "out"
 
     # Run
-    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+    code = main(["run", str(manifest), "--out", str(out)])
 
     # Assert
     assert code == 0
@@ -64,6 +66,16 @@ def test_run_multi_document_manifest_writes_every_table(tmp_path: Path, manifest
     assert len(report["foreignKeyViolations"]) == 2
     assert set(report["foreignKeyViolations"].values()) == {0}
     assert (out / "report.html").is_file()
+    # The summary tells what auto chose, the rows of each table and the stages' real times.
+    summary = capsys.readouterr().out
+    assert f"auto → {report['strategy']}" in summary
+    for table, rows in report["rowsGenerated"].items():
+        assert f"{table}" in summary and f"{rows:,} rows (real" in summary
+    timings = report["timings"]
+    shown = " / ".join(f"{timings[s]:.1f}s" for s in ("train", "generate", "validate"))
+    assert shown in summary
+    assert timings["train"] >= timings["training"] > 0
+    assert timings["validate"] >= timings["scoring"] > 0
 
 
 def test_schema_ref_to_a_missing_schema_is_one_clear_line(

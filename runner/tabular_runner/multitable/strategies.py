@@ -487,6 +487,16 @@ class IndependentStrategy:
         kept: pd.DataFrame = frame.loc[~bad].reset_index(drop=True)
         return kept
 
+    def table_methods(self) -> dict[str, str]:
+        """Per table, in creation order: what generated its rows (for the report and CLI)."""
+        out: dict[str, str] = {}
+        for name in self.graph.order:
+            plan = self.plans[name]
+            model = plan.synthesizer.name if plan.synthesizer else "keys only"
+            counts = f", child counts from {plan.primary.parent}" if plan.primary else ""
+            out[name] = model + counts
+        return out
+
     def details(self) -> dict[str, Any]:
         """What was learned, per table and relationship, for the report."""
         return {
@@ -639,6 +649,10 @@ class HmaStrategy:
         sampled = self.model.sample_scale(scale=scale)
         progress(1, 1, "sampled")
         return {t: sampled[t].reset_index(drop=True) for t in self.graph.tables}
+
+    def table_methods(self) -> dict[str, str]:
+        """Per table: HMA models the whole database at once."""
+        return dict.fromkeys(self.graph.order, "hma")
 
     def details(self) -> dict[str, Any]:
         """What the report says about the model."""
