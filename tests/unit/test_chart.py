@@ -582,8 +582,8 @@ def test_dockerfile_base_is_pinned_and_user_is_not_root(name: str) -> None:
 @pytest.mark.parametrize(
     ("target", "install"),
     [
-        ("core", '-c constraints/core.txt ".[core]"'),
-        ("argn", "--no-deps -r constraints/argn.txt"),
+        ("core", "--require-hashes --no-deps -r constraints/core-hashes.txt"),
+        ("argn", "--require-hashes --no-deps -r constraints/argn-hashes.txt"),
     ],
     ids=["core", "argn"],
 )
@@ -594,22 +594,50 @@ def test_runner_targets_install_with_their_engine_constraints(target: str, insta
 
     # Run
     installs = [args for word, args in steps if word == "RUN" and install in args]
+    projects = [args for word, args in steps if word == "RUN" and "/tmp/dist/*.whl" in args]
 
     # Assert
-    assert target in stages and f"build-{target}" in stages
+    assert target in stages and f"build-{target}" in stages and f"project-{target}" in stages
     assert len(installs) == 1
+    # The hash-pinned file is generated from the engine's constraints (scripts/images.py lock;
+    # tests/unit/test_images_script.py checks that they agree).
     assert (REPO / "constraints" / f"{target}.txt").is_file()
+    assert (REPO / "constraints" / f"{target}-hashes.txt").is_file()
+    # The project goes in as a wheel without dependencies; each engine's imports are checked
+    # while the image builds.
+    checked = {
+        "core": "import sdv, ctgan, snsynth, sdmetrics, anonymeter",
+        "argn": "import mostlyai.engine",
+    }
+    assert sum(checked[target] in p and "--no-deps /tmp/dist/*.whl" in p for p in projects) == 1
     if target == "argn":
-        # The lock is the whole environment: the project adds no dependencies of its own,
-        # and the engine's import is checked while the image builds.
-        assert "--no-deps --no-build-isolation ." in installs[0]
-        assert "import mostlyai.engine" in installs[0]
         lock = (REPO / "constraints" / "argn.txt").read_text().lower()
         assert "mostlyai-engine==" in lock and "pandas==2." in lock
         assert "torchvision" not in lock.split("# regenerate")[-1]
     else:
         extras = (REPO / "pyproject.toml").read_text()
         assert f"\n{target} = [" in extras, f"pyproject.toml has no [{target}] extra"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", DOCKERFILES, ids=DOCKERFILES)
+def test_dockerfile_image_environment_gets_no_build_tools(name: str) -> None:
+    # Setup
+    steps = _instructions(REPO / name)
+
+    # Run
+    runs = [args for word, args in steps if word == "RUN" and "pip" in args]
+
+    # Assert: pip runs from /opt/build only, and every install into /opt/venv is hash-checked
+    # or the project's own wheel.
+    assert runs
+    for args in runs:
+        for command in args.split("&&"):
+            if " install " not in command:
+                continue
+            assert "/opt/build/bin/pip" in command, command
+            assert "--no-deps" in command and "--no-cache-dir" in command, command
+            assert "--require-hashes" in command or "/tmp/dist/*.whl" in command, command
 
 
 def _hadolint() -> str:
