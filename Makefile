@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget bench-events testenv testenv-down deploy-local clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget bench-events images images-digests bench-images testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -44,6 +44,15 @@ bench-budget:    ## PostgreSQL ε ledger: allocations/s and p99 latency at 1, 8,
 bench-events:    ## mirror+outbox transitions/s at 1, 4, 8 threads; relay commit→consumer p50/p95 (starts Postgres + Kafka)
 	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_events.py
 
+images:          ## operator + runner images (core, argn) with buildah; OCI archives, SBOMs, digests in .images/ (docs/images.md)
+	@V=$(VENV); $$V/bin/python scripts/images.py build
+
+images-digests:  ## .images/chart-digests.yaml (helm -f) and --set flags from the images built
+	@V=$(VENV); $$V/bin/python scripts/images.py digests
+
+bench-images:    ## cold/warm build time, size and start time of each built image (prints figures)
+	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_images.py
+
 testenv:         ## start the local control plane, Postgres, Kafka, S3 (see docs/testing.md)
 	@AUMOS_PYTHON=$(VENV)/bin/python bash scripts/testenv/up.sh
 
@@ -55,3 +64,9 @@ testenv-down:    ## stop everything testenv started
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: test-images
+test-images:     ## the images built (make images), then the e2e modules with every pod run inside them
+	@$(MAKE) --no-print-directory images
+	@AUMOS_NODE_AGENT_CONTAINERS=image bash scripts/test.sh tests/e2e/test_platform_images.py \
+	  tests/e2e/test_operator_chart.py tests/e2e/test_operator_kinds.py::test_auto_hands_off_to_tabularargn

@@ -284,3 +284,31 @@ def runner_processes(uid: str, stage: str) -> list[int]:
         if b"stage" in cmd and stage.encode() in cmd and uid.encode() in env:
             found.append(int(entry.name))
     return found
+
+
+def built_image_id(component: str) -> str:
+    """Image mode: the pod ``imageID`` the node agent reports for the chart's built image."""
+    out = subprocess.run(
+        [
+            "buildah",
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.FromImageID}}",
+            paths.chart_image(component),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return f"buildah://sha256:{out.stdout.strip()}"
+
+
+def step_image_ids(cluster: Cluster, namespace: str, uid: str) -> dict[str, set[str]]:
+    """Step (``train``, ``train-argn`` …) → the imageIDs its pods reported."""
+    out: dict[str, set[str]] = {}
+    for pod in cluster.stage_pods(namespace, uid):
+        step = pod.metadata.labels.get("tabular.aumos.io/step", "?")
+        out.setdefault(step, set()).update(c.image_id for c in pod.status.container_statuses or [])
+    return out

@@ -19,8 +19,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.operator_harness import REPO, Cluster, kubectl_binary, wait_for, wait_phase
-from tests.platform import deploy
+from tests.e2e.operator_harness import (
+    REPO,
+    Cluster,
+    built_image_id,
+    kubectl_binary,
+    wait_for,
+    wait_phase,
+)
+from tests.platform import deploy, paths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -94,6 +101,16 @@ def test_operator_pod_from_the_chart_runs_the_adult_example(
         p.spec.service_account_name for p in cluster.stage_pods(tenant, job["metadata"]["uid"])
     }
     assert len(runner_sa) == 1 and next(iter(runner_sa)).endswith("-runner")
+    if paths.image_mode():
+        # make test-images: the operator and every stage ran inside the built images.
+        ran = {
+            c.image_id
+            for p in [*cluster.stage_pods(tenant, job["metadata"]["uid"]), operator[0]]
+            for c in cluster.core.read_namespaced_pod(
+                p.metadata.name, p.metadata.namespace
+            ).status.container_statuses
+        }
+        assert ran == {built_image_id("operator"), built_image_id("core")}
     wait_for(
         "the Complete event",
         lambda: "Complete" in {e.reason for e in cluster.events(tenant, "adult-gc-s3")},

@@ -26,12 +26,15 @@ from tests.e2e.operator_harness import (
     REPO,
     Cluster,
     OperatorProcess,
+    built_image_id,
     kubectl_binary,
     penguins_job,
+    step_image_ids,
     wait_for,
     wait_phase,
 )
 from tests.e2e.test_platform_scheduling import kstatus
+from tests.platform import paths
 from tests.unit.test_chart import _argocd_health
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -130,6 +133,15 @@ def test_auto_hands_off_to_tabularargn(
     assert _image(stages["train-argn"]).endswith("-argn")
     assert _image(stages["generate"]).endswith("-argn")
     assert _image(stages["validate"]).endswith("-core")
+    if paths.image_mode():
+        # make test-images: each stage ran inside the image of its engine.
+        core, argn = built_image_id("core"), built_image_id("argn")
+        assert step_image_ids(cluster, tenant, job["metadata"]["uid"]) == {
+            "train": {core},
+            "train-argn": {argn},
+            "generate": {argn},
+            "validate": {core},
+        }
     assert status["rowsGenerated"] == 500
     assert "HandedOff" in {e.reason for e in cluster.events(tenant, "auto-argn")}
 

@@ -358,6 +358,8 @@ class ContainerState:
     started_at: str | None = None
     finished_at: str | None = None
     restart_count: int = 0
+    image_id: str = ""
+    """Image mode: the built image's id (``sha256:…``); empty for a local process."""
 
 
 def should_restart(restart_policy: str, exit_code: int) -> bool:
@@ -416,7 +418,7 @@ def _container_status(c: ContainerState) -> dict[str, Any]:
     return {
         "name": c.name,
         "image": c.image,
-        "imageID": f"aumos-local://{c.image}",
+        "imageID": f"buildah://sha256:{c.image_id}" if c.image_id else f"aumos-local://{c.image}",
         "ready": c.state == "running",
         "started": c.state == "running",
         "restartCount": c.restart_count,

@@ -465,6 +465,7 @@ class PodRunner(threading.Thread):
             self.report()
             return None
         self._containers.add(container)
+        state.image_id = image.image_id
         command = images.run_argv(
             container,
             argv,

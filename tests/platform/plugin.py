@@ -47,6 +47,9 @@ class Platform:
         self.attached = testenv.Env.load(paths.state_dir())
         if self.attached is not None and not testenv.healthy(self.attached):
             self.attached = None
+        if paths.image_mode():
+            # `make testenv`'s node agent runs processes; image mode needs an agent of its own.
+            self.attached = None
         self._own: dict[str, testenv.Env] = {}
         self._dirs: list[Path] = []
         self._kind: Any = None
