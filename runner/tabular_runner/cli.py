@@ -89,6 +89,14 @@ def _read_manifest(path: str) -> Manifest:
     return Manifest(job, profiles, schemas, file.resolve().parent)
 
 
+def _as_histories(job: SynthesisJob) -> tuple[SynthesisJob, MultiTableSchema]:
+    """A single-table job with ``spec.sequence`` runs as entities + their histories."""
+    from tabular_runner.multitable.run import history_schema
+
+    schema, multi = history_schema(job)
+    return multi, schema
+
+
 def _check_runnable(job: SynthesisJob) -> None:
     if job.spec.from_model is not None:
         from tabular_runner.from_model import model_uri
@@ -119,6 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     job, base_dir = manifest.job, manifest.base_dir
     _check_runnable(job)
     schema = manifest.schema_for(job) if job.spec.schema_ref is not None else None
+    if job.spec.sequence is not None:
+        job, schema = _as_histories(job)
     # Data files that a failed gate withholds: the single output, or one file per table.
     data_files = (
         tuple(f"{t.name}." for t in schema.spec.tables) if schema is not None else ("output.",)
@@ -211,6 +221,9 @@ def _job_from_args(
         base_dir = Path(args.base_dir).resolve() if args.base_dir else manifest.base_dir
     else:
         raise UserInputError("--job", "no job given", "pass --job FILE or --job-json JSON")
+    if job.spec.sequence is not None:
+        multi, histories = _as_histories(job)
+        return multi, base_dir, histories
     if job.spec.schema_ref is None:
         return job, base_dir, None  # a schema given anyway is not needed, so not read
     if args.schema_json:

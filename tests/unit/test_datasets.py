@@ -23,7 +23,7 @@ def adult() -> pd.DataFrame:
 
 
 def test_names() -> None:
-    assert datasets.names() == ["adult", "loans", "penguins"]
+    assert datasets.names() == ["adult", "chickweight", "loans", "penguins"]
 
 
 def test_adult_shape_and_columns(adult: pd.DataFrame) -> None:
@@ -80,6 +80,15 @@ def test_loans() -> None:
     assert {"loan_amount", "interest_rate", "grade", "state"} <= set(frame.columns)
 
 
+def test_chickweight_is_a_table_of_histories() -> None:
+    frame = datasets.load("chickweight")
+    assert frame.shape == (578, 4)
+    assert frame["Chick"].nunique() == 50
+    lengths = frame.groupby("Chick").size()
+    assert lengths.max() == 12 and lengths.min() == 2
+    assert not (frame.groupby("Chick")["Time"].diff() < 0).any()
+
+
 def test_load_returns_independent_frames() -> None:
     first = datasets.load("penguins")
     first.loc[0, "species"] = "changed"
@@ -101,7 +110,7 @@ def test_unknown_name_lists_the_names() -> None:
     with pytest.raises(UserInputError) as info:
         datasets.load("iris")
     assert "'iris'" in info.value.problem
-    assert "adult, loans, penguins" in info.value.hint
+    assert "adult, chickweight, loans, penguins" in info.value.hint
 
 
 def test_unknown_export_format(tmp_path: Path) -> None:

@@ -105,6 +105,7 @@ def _distributions(value: Any) -> bool:
 
 
 _PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "sequenceEpochs": (_positive_int, "a positive integer", "sequenceEpochs: 64"),
     "epochs": (_positive_int, "a positive integer", "epochs: 300"),
     "batchSize": (_even_int, "a positive even integer", "batchSize: 500"),
     "embeddingDim": (_positive_int, "a positive integer", "embeddingDim: 128"),

@@ -50,6 +50,8 @@ class Relation:
     child: str
     child_key: Key
     on_orphans: str = "error"
+    order_by: str | None = None
+    """The child column ordering each parent's history (``None``: not a sequence)."""
 
     @property
     def name(self) -> str:
@@ -75,6 +77,7 @@ class Relation:
             "child": self.child,
             "childKey": list(self.child_key),
             "onOrphans": self.on_orphans,
+            **({"orderBy": self.order_by} if self.order_by else {}),
         }
 
 
@@ -99,6 +102,15 @@ class SchemaGraph:
     def children_of(self, table: str) -> list[Relation]:
         """Relationships in which ``table`` is the parent."""
         return [r for r in self.relations if r.parent == table]
+
+    def sequence_of(self, table: str) -> Relation | None:
+        """The relationship whose ``orderBy`` makes ``table`` a history of its parent."""
+        return next((r for r in self.parents_of(table) if r.order_by), None)
+
+    @property
+    def sequences(self) -> list[Relation]:
+        """Relationships with ``orderBy``, in declared order."""
+        return [r for r in self.relations if r.order_by]
 
     @property
     def roots(self) -> list[str]:
@@ -220,11 +232,12 @@ def _check_declared(table: TableSpec, key: Key, where: str) -> None:
             raise UserInputError(
                 where,
                 f"column {column!r} is not among the declared columns of table {table.name!r}",
-                _suggest(column, declared),
+                suggest_column(column, declared),
             )
 
 
-def _suggest(name: str, known: Iterable[str]) -> str:
+def suggest_column(name: str, known: Iterable[str]) -> str:
+    """A hint for a misspelt column: the closest known name, else the known names."""
     close = difflib.get_close_matches(name, list(known), n=1)
     listed = ", ".join(sorted(known)[:12])
     return f"did you mean {close[0]!r}?" if close else f"known columns: {listed}"
@@ -264,6 +277,18 @@ def build_graph(spec: MultiTableSchemaSpec) -> SchemaGraph:
             "no strategy can sample a cycle (parents are created before children); break it "
             "by dropping one relationship, or model the back-reference as an ordinary column",
         )
+    sequences: dict[str, Relation] = {}
+    for relation in relations:
+        if relation.order_by is None:
+            continue
+        if relation.child in sequences:
+            raise UserInputError(
+                f"{relation.field}.orderBy",
+                f"table {relation.child!r} is already an ordered history of "
+                f"{sequences[relation.child].parent!r} ({sequences[relation.child].field})",
+                "a table is the history of one parent: keep orderBy on one relationship",
+            )
+        sequences[relation.child] = relation
     groups = components(names, relations)
     if len(groups) > 1:
         listed = "; ".join("{" + ", ".join(g) + "}" for g in groups)
@@ -297,6 +322,14 @@ def _relation(index: int, rel: RelationshipSpec, tables: Mapping[str, TableSpec]
         raise UserInputError(where, "a key repeats a column", "list each column once")
     _check_declared(tables[rel.parent], parent_key, f"{where}.parentKey")
     _check_declared(tables[rel.child], child_key, f"{where}.childKey")
+    if rel.order_by is not None:
+        _check_declared(tables[rel.child], (rel.order_by,), f"{where}.orderBy")
+        if rel.order_by in child_key:
+            raise UserInputError(
+                f"{where}.orderBy",
+                f"{rel.order_by!r} is the foreign key itself",
+                "order by the column that places each event in time (a date or a step)",
+            )
     return Relation(
         index=index,
         parent=rel.parent,
@@ -304,6 +337,7 @@ def _relation(index: int, rel: RelationshipSpec, tables: Mapping[str, TableSpec]
         child=rel.child,
         child_key=child_key,
         on_orphans=rel.on_orphans,
+        order_by=rel.order_by,
     )
 
 
@@ -328,7 +362,7 @@ def check_keys(graph: SchemaGraph, frames: Mapping[str, pd.DataFrame]) -> None:
                     raise UserInputError(
                         f"{rel.field}.{side}",
                         f"table {table!r} has no column {column!r}",
-                        _suggest(column, columns),
+                        suggest_column(column, columns),
                     )
         if rel.parent_key != graph.primary_keys.get(rel.parent):
             _check_unique(frames[rel.parent], rel.parent_key, rel.parent, f"{rel.field}.parentKey")
@@ -339,7 +373,7 @@ def _check_unique(frame: pd.DataFrame, key: Key, table: str, where: str) -> None
     for column in key:
         if column not in columns:
             raise UserInputError(
-                where, f"table {table!r} has no column {column!r}", _suggest(column, columns)
+                where, f"table {table!r} has no column {column!r}", suggest_column(column, columns)
             )
     part = frame[list(key)]
     nulls = int(part.isna().any(axis=1).sum())

@@ -59,8 +59,13 @@ from tabular_runner.multitable.strategies import (
 from tabular_runner.spec import (
     DataFormat,
     GeneratorSpec,
+    LocalRef,
     MultiTableSchema,
+    MultiTableSchemaSpec,
+    ObjectMeta,
+    RelationshipSpec,
     SynthesisJob,
+    TableSpec,
 )
 from tabular_runner.storage.base import get_json as _get_json
 from tabular_runner.storage.base import put_json as _put_json
@@ -72,6 +77,10 @@ if TYPE_CHECKING:
     from tabular_runner.storage.s3 import S3Settings
 
 MODEL_FORMAT = "aumos-multitable-model/1"
+DERIVED_ENTITIES = "tabular.aumos.io/derived-entities"
+"""Annotation of an internal schema: this table is the distinct entities of its child."""
+HISTORY_TABLE = "output"
+"""The events table of a single-table sequence job: written as ``output.<format>``."""
 Strategy = IndependentStrategy | HmaStrategy
 
 
@@ -136,6 +145,81 @@ def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
     return spec.generator
 
 
+def history_schema(job: SynthesisJob) -> tuple[MultiTableSchema, SynthesisJob]:
+    """A single-table job with ``spec.sequence`` as the two-table job it runs as (pure).
+
+    The entities (distinct ``entityColumn`` values, derived from the source; no file of
+    their own) are the parent, the source's rows their ordered histories, written as
+    ``output.<format>``: what MOSTLY AI does with a sequential table and its context key.
+
+    Raises:
+        UserInputError: ``rows`` set (a history job is sized by ``scale`` × entities).
+    """
+    spec = job.spec
+    assert spec.sequence is not None and spec.source is not None
+    if spec.rows is not None:
+        raise UserInputError(
+            "spec.rows",
+            "a sequence job sizes its output by entities (scale × the real entities), not rows",
+            "remove rows and set scale (e.g. scale: 1.0)",
+        )
+    entity, order_by = spec.sequence.entity_column, spec.sequence.order_by
+    name = f"{job.metadata.name[:52].rstrip('-')}-histories"
+    schema = MultiTableSchema(
+        metadata=ObjectMeta(name=name, annotations={DERIVED_ENTITIES: "entities"}),
+        spec=MultiTableSchemaSpec(
+            tables=[
+                TableSpec(name="entities", source=spec.source, primary_key=entity),
+                TableSpec(name=HISTORY_TABLE, source=spec.source),
+            ],
+            relationships=[
+                RelationshipSpec(
+                    parent="entities",
+                    parent_key=entity,
+                    child=HISTORY_TABLE,
+                    child_key=entity,
+                    order_by=order_by,
+                )
+            ],
+        ),
+    )
+    multi = job.model_copy(deep=True)
+    multi.spec.source, multi.spec.sequence = None, None
+    multi.spec.schema_ref = LocalRef(name=name)
+    return schema, multi
+
+
+def _derived(schema: MultiTableSchema) -> str | None:
+    return schema.metadata.annotations.get(DERIVED_ENTITIES)
+
+
+def _derive_entities(
+    schema: MultiTableSchema, frames: dict[str, pd.DataFrame], table: str
+) -> pd.DataFrame:
+    """The distinct entities of ``table``'s child, checked with the job's own field names."""
+    from tabular_runner.multitable.graph import suggest_column
+    from tabular_runner.multitable.sequences import order_kind
+
+    rel = next(r for r in schema.spec.relationships if r.parent == table)
+    child = frames[rel.child]
+    entity = str(rel.child_key)
+    if entity not in child.columns:
+        raise UserInputError(
+            "spec.sequence.entityColumn",
+            f"the source has no column {entity!r}",
+            suggest_column(entity, [str(c) for c in child.columns]),
+        )
+    assert rel.order_by is not None
+    order_kind(child, rel.order_by, "source", "spec.sequence.orderBy")
+    if child[entity].isna().any():
+        raise UserInputError(
+            "spec.sequence.entityColumn",
+            f"{int(child[entity].isna().sum())} row(s) of the source name no entity",
+            "fill or drop them: every event belongs to an entity",
+        )
+    return child[[entity]].drop_duplicates().reset_index(drop=True)
+
+
 def load_tables(
     schema: MultiTableSchema, ctx: RunContext
 ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, str]]]:
@@ -169,6 +253,9 @@ def load_tables(
                 )
         frames[table.name] = frame
         hints[table.name] = {c.name: c.sdtype for c in table.columns if c.sdtype is not None}
+    derived = _derived(schema)
+    if derived is not None:
+        frames[derived] = _derive_entities(schema, frames, derived)
     return frames, hints
 
 
@@ -180,8 +267,11 @@ def _read_database(
     schema: MultiTableSchema, graph: SchemaGraph, ctx: RunContext
 ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, str]], list[OrphanAction]]:
     """Read every table, check the keys and apply ``onOrphans`` (the same in every stage)."""
+    from tabular_runner.multitable.sequences import check_sequences
+
     frames, hints = load_tables(schema, ctx)
     check_keys(graph, frames)
+    check_sequences(graph, frames)
     frames, orphan_actions = resolve_orphans(frames, graph)
     return frames, hints, orphan_actions
 
@@ -261,6 +351,9 @@ def stage_train(
     clock, spec = ctx.clock, job.spec
     started = clock()
     generator = check_job(schema, job)
+    from tabular_runner.generators import check_params
+
+    check_params(generator)
     graph = build_graph(schema.spec)
     ctx.progress("train", 0, 3, "reading tables")
     frames, hints, orphan_actions = _read_database(schema, graph, ctx)
@@ -276,11 +369,21 @@ def stage_train(
         strategy = HmaStrategy(graph, seed=spec.seed, hints=hints)
     else:
         assert choice.table_generator is not None
+        table_params = {k: v for k, v in generator.params.items() if k != "sequenceEpochs"}
         table_generator = GeneratorSpec(
             type=choice.table_generator,
-            params=dict(generator.params) if generator.type is choice.table_generator else {},
+            params=table_params if generator.type is choice.table_generator else {},
         )
-        strategy = IndependentStrategy(graph, table_generator, seed=spec.seed, hints=hints)
+        from tabular_runner.multitable.sequences import DEFAULT_SEQUENCE_EPOCHS, check_sequences
+
+        strategy = IndependentStrategy(
+            graph,
+            table_generator,
+            seed=spec.seed,
+            hints=hints,
+            order_kinds=check_sequences(graph, frames),
+            sequence_epochs=int(generator.params.get("sequenceEpochs", DEFAULT_SEQUENCE_EPOCHS)),
+        )
     strategy.fit(frames, train_rows, progress=_stage_progress(ctx, "train"))
     training_s = clock() - step
 
@@ -405,7 +508,11 @@ def stage_generate(
     ctx.progress("generate", 3, 4, "writing tables")
     step = clock()
     fmt = DataFormat(spec.output.format)
-    uris = {t: write_table(synthetic[t], store, f"{t}.{fmt.value}", fmt) for t in graph.order}
+    uris = {
+        t: write_table(synthetic[t], store, f"{t}.{fmt.value}", fmt)
+        for t in graph.order
+        if t != _derived(schema)  # derived entities are the histories' keys, not a file
+    }
     result: dict[str, Any] = {
         "stage": "generate",
         "ok": True,
@@ -426,13 +533,15 @@ def stage_generate(
 
 
 def _read_synthetic(
-    store: ArtifactStore, graph: SchemaGraph, fmt: DataFormat
+    store: ArtifactStore, graph: SchemaGraph, fmt: DataFormat, derived: str | None
 ) -> dict[str, pd.DataFrame]:
     from tabular_runner.storage.tables import read_table
 
     synthetic: dict[str, pd.DataFrame] = {}
     with tempfile.TemporaryDirectory(prefix="aumos-validate-") as tmp:
         for table in graph.order:
+            if table == derived:
+                continue
             key = f"{table}.{fmt.value}"
             try:
                 local = store.get_file(key, Path(tmp) / key)
@@ -442,6 +551,11 @@ def _read_synthetic(
                     "run the earlier stage first"
                 ) from None
             synthetic[table] = read_table(f"file://{local}", fmt, base_dir=None, s3=None)
+    if derived is not None:  # the entities are the keys the histories name
+        (rel,) = graph.children_of(derived)
+        entities = synthetic[rel.child][list(rel.child_key)].drop_duplicates()
+        entities.columns = list(rel.parent_key)
+        synthetic[derived] = entities.reset_index(drop=True)
     return synthetic
 
 
@@ -467,7 +581,9 @@ def stage_validate(
     ctx.progress("validate", 0, 3, "reading tables")
     frames, _, _ = _read_database(schema, graph, ctx)
     _check_unchanged(frames, train_result)
-    synthetic = _read_synthetic(store, graph, DataFormat(generate_result["outputFormat"]))
+    synthetic = _read_synthetic(
+        store, graph, DataFormat(generate_result["outputFormat"]), _derived(schema)
+    )
     analyses: dict[str, TableAnalysis] | None = None
     if train_result["strategy"] != "hma":
         stored = _get_json(store, "analysis.json", "stage validate")["tables"]
@@ -626,6 +742,13 @@ def _score(
             entry["fidelityScore"] = None
         if not validation.privacy or not scored:
             entry["privacy"] = {"computed": False, "reason": "disabled or no non-key column"}
+        elif graph.sequence_of(table) is not None:
+            entry["privacy"] = {
+                "computed": False,
+                "reason": "an ordered history is trained on every event of every parent; a "
+                "holdout of whole parents (and attacks on histories joined with their parent) "
+                "is not implemented yet",
+            }
         elif strategy == "hma":
             entry["privacy"] = {
                 "computed": False,
@@ -650,6 +773,7 @@ def _score(
         real, synthetic, graph, sdtypes, sample_rows=validation.quality_sample_rows, seed=seed
     )
     cardinality = cardinality_scores(real, synthetic, graph)
+    sequences = _sequence_scores(real, synthetic, graph, sdtypes)
     per_table = [t["fidelityScore"] for t in tables.values() if t.get("fidelityScore") is not None]
     quality_score = multi["quality"]["score"]
     fidelity_score = (
@@ -675,12 +799,47 @@ def _score(
             round(float(np.mean(similarities)), 6) if similarities else None
         ),
         "cardinality": cardinality,
+        "sequences": sequences,
+        "orderViolations": sum(q["orderViolations"] for q in sequences) if sequences else None,
         "sdmetrics": multi,
         "tables": tables,
         "privacyRisk": max(risks) if risks else None,
         "privacyScore": (1.0 - max(risks)) if risks else None,
         "dcrShare": max(shares) if shares else None,
     }
+
+
+def _sequence_scores(
+    real: dict[str, pd.DataFrame],
+    synthetic: dict[str, pd.DataFrame],
+    graph: SchemaGraph,
+    sdtypes: dict[str, dict[str, str]],
+) -> list[dict[str, Any]]:
+    """Per relationship with ``orderBy``: lengths, order, gaps, first/last, per-entity stats."""
+    from tabular_runner.multitable.sequences import check_sequences, sequence_scores
+
+    kinds = check_sequences(graph, real)
+    out: list[dict[str, Any]] = []
+    for rel in graph.sequences:
+        assert rel.order_by is not None
+        keys = graph.key_columns(rel.child)
+        numeric = [
+            c
+            for c, t in sdtypes[rel.child].items()
+            if t == "numerical" and c != rel.order_by and c not in keys
+        ]
+        scores = sequence_scores(
+            real[rel.child],
+            synthetic[rel.child],
+            rel.child_key,
+            rel.order_by,
+            kinds[rel.index],
+            numeric,
+            real_parents=len(real[rel.parent]),
+            synthetic_parents=len(synthetic[rel.parent]),
+        )
+        out.append({"relationship": rel.name, **scores})
+    return out
 
 
 __all__ = [

