@@ -503,10 +503,12 @@ def export(tool: str, spec: ImageSpec) -> str:
     archive = OUT / f"{spec.name}.oci.tar"
     digest_file = OUT / f"{spec.name}.digest"
     archive.unlink(missing_ok=True)
+    started = time.monotonic()
     if tool == "docker":
+        # `docker save` knows no manifest digest (a registry assigns it on push): no .digest.
         run(["docker", "save", "-o", str(archive), spec.reference])
-        digest = output(["docker", "inspect", "--format", "{{.Id}}", spec.reference]).strip()
-        digest_file.write_text(digest + "\n")
+        digest_file.unlink(missing_ok=True)
+        digest = "no digest before `docker push`"
     else:
         run(
             [
@@ -521,7 +523,9 @@ def export(tool: str, spec: ImageSpec) -> str:
             capture_output=True,
         )
         digest = digest_file.read_text().strip()
-    say(f"exported {archive.relative_to(REPO)} ({human(archive.stat().st_size)}), {digest}")
+    size = human(archive.stat().st_size)
+    seconds = time.monotonic() - started
+    say(f"exported {archive.relative_to(REPO)} ({size}) in {seconds:.0f} s, {digest}")
     return digest
 
 
