@@ -234,7 +234,17 @@ def _pack(workspace: Path) -> bytes:
 def _unpack(model: bytes, workspace: Path) -> None:
     workspace.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(model), mode="r:gz") as archive:
-        archive.extractall(workspace, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python ≥ 3.11.4
+            archive.extractall(workspace, filter="data")
+            return
+        # Debian bookworm's Python 3.11.2 (the images' local base) has no extraction filters:
+        # the same rule by hand — plain files and folders only, nothing outside the workspace.
+        root = workspace.resolve()
+        for member in archive.getmembers():
+            target = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+                raise ValueError(f"model archive member {member.name!r} is not allowed")
+        archive.extractall(root)
 
 
 def _to_numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
