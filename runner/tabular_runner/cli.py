@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ctx = StageContext(
                 base_dir=base_dir,
                 progress=progress,
-                run_in_engine=_engine_runner(base_dir, progress.console.print),
+                run_in_engine=_engine_runner(base_dir, progress.console.print, schema),
             )
             if schema is not None:
                 from tabular_runner.multitable import run_multitable
@@ -175,16 +175,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_runner(base_dir: Path, notify: Any) -> Any:
+def _engine_runner(base_dir: Path, notify: Any, schema: MultiTableSchema | None = None) -> Any:
     """Run a stage of another engine as a subprocess in that engine's cached environment."""
     from tabular_runner import engines
     from tabular_runner.storage.local import LocalStore
+
+    extra = {"AUMOS_SCHEMA_JSON": json.dumps(schema.to_wire())} if schema is not None else {}
 
     def run_in_engine(engine: str, stage: str, job: SynthesisJob, store: Any) -> dict[str, Any]:
         if not isinstance(store, LocalStore):
             raise TabularError(f"the {engine} engine needs a local store here, not {store.uri}")
         name: engines.EngineName = engines.ARGN if engine == engines.ARGN else engines.CORE
-        return engines.run_stage(name, stage, job.to_wire(), store.root, base_dir, notify)
+        return engines.run_stage(
+            name, stage, job.to_wire(), store.root, base_dir, notify, extra_env=extra
+        )
 
     return run_in_engine
 

@@ -364,6 +364,7 @@ def run_stage(
     base_dir: Path,
     notify: Notify = _stderr,
     log_dir: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one stage of a job in ``engine``'s environment; return its result.
 
@@ -375,6 +376,8 @@ def run_stage(
         base_dir: Folder relative ``file://`` uris of the job resolve against.
         notify: Progress lines (the environment build).
         log_dir: Where the stage's stderr log goes (a temporary folder by default).
+        extra_env: More environment for the stage (``AUMOS_SCHEMA_JSON`` of a multi-table
+            job: the schema travels like a stage Job's environment on a cluster).
 
     Raises:
         UserInputError: the stage's own user error, same one-line message.
@@ -395,6 +398,7 @@ def run_stage(
         # A source checkout: the engine runs this very code, whichever checkout its
         # editable install last pointed at.
         child_env["PYTHONPATH"] = str(package_parent)
+    child_env.update(extra_env or {})
     child_env.update(
         AUMOS_ENGINE=engine,
         # Tabular models need no hub weights; never let a library try the network.

@@ -26,20 +26,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def argn_env() -> Path:
-    """The argn environment, built once per CI run (cached under the cache dir)."""
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "venv.sh"), "argn"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return Path(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def adult_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame = datasets.load("adult").sample(n=1200, random_state=3).reset_index(drop=True)

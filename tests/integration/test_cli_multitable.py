@@ -18,6 +18,13 @@ from tabular_runner.multitable import nycflights as nf
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(autouse=True)
+def _core_engine_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` stays in the core engine here (the argn context strategy has its own tests)."""
+    monkeypatch.setenv("AUMOS_AUTO_ENGINES", "core")
+
+
 RELATIONSHIPS = [
     {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "origin"},
     {"parent": "airlines", "parentKey": "carrier", "child": "flights", "childKey": "carrier"},
@@ -66,6 +73,8 @@ def test_run_multi_document_manifest_writes_every_table(
     assert len(report["foreignKeyViolations"]) == 2
     assert set(report["foreignKeyViolations"].values()) == {0}
     assert (out / "report.html").is_file()
+    trends = {t["relationship"]: t["score"] for t in report["intertableTrends"]}
+    assert set(trends) == {"flights.origin->airports.faa", "flights.carrier->airlines.carrier"}
     # The summary tells what auto chose, the rows of each table and the stages' real times.
     summary = capsys.readouterr().out
     assert f"auto → {report['strategy']}" in summary

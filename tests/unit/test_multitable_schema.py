@@ -453,3 +453,97 @@ def test_hma_on_a_deep_composite_schema_is_refused_with_reasons() -> None:
 def test_dp_generators_are_refused_for_multi_table() -> None:
     with pytest.raises(UserInputError, match="multi-table DP"):
         choose_strategy(build_graph(CHAIN), GeneratorSpec(type="mst"), 10)
+
+
+@pytest.mark.parametrize(
+    ("generator", "params", "argn", "largest", "strategy"),
+    [
+        ("auto", {}, True, (2_000, 10), "context"),
+        ("auto", {}, False, (2_000, 10), "hma"),
+        ("auto", {"timeBudgetSeconds": 20}, True, (2_000, 10), "hma"),
+        ("tabularargn", {}, False, (2_000, 10), "context"),
+    ],
+    ids=["auto-argn-fits", "auto-core-only", "auto-budget-too-small", "tabularargn"],
+)
+def test_choose_the_context_strategy(
+    generator: str, params: dict[str, Any], argn: bool, largest: tuple[int, int], strategy: str
+) -> None:
+    # Setup
+    graph = build_graph(
+        _spec(
+            [{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"],
+            [_rel("a", "b")],
+        )
+    )
+
+    # Run
+    choice = choose_strategy(
+        graph, GeneratorSpec(type=generator, params=params), 3_000, argn, largest
+    )
+
+    # Assert
+    assert choice.strategy == strategy, choice.reason
+
+
+@pytest.mark.parametrize(
+    ("relationships", "field", "words"),
+    [
+        ([{**_rel("a", "b"), "orderBy": "a_id"}], "spec.relationships[0].orderBy", "foreign key"),
+        (
+            [{**_rel("a", "b"), "orderBy": "t"}, {**_rel("c", "b"), "orderBy": "t"}],
+            "spec.relationships[1].orderBy",
+            "already an ordered history",
+        ),
+    ],
+    ids=["order-by-the-key", "two-histories"],
+)
+def test_bad_order_by_is_refused(
+    relationships: list[dict[str, Any]], field: str, words: str
+) -> None:
+    # Setup
+    tables: list[Any] = [
+        {"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"},
+        "b",
+        {"name": "c", "source": {"uri": "file://c.csv"}, "primaryKey": "id"},
+    ]
+
+    # Run
+    with pytest.raises(UserInputError) as info:
+        build_graph(_spec(tables, relationships))
+
+    # Assert
+    assert info.value.field == field and words in info.value.problem
+
+
+def test_histories_are_sorted_and_violations_counted() -> None:
+    # Setup: entity 1 out of order, entity 2 in order
+    from tabular_runner.multitable.sequences import order_kind, order_violations, sort_histories
+
+    frame = pd.DataFrame({"e": [1, 2, 1, 2, 1], "t": [5, 1, 3, 2, 4], "v": list("abcde")})
+
+    # Run
+    kind = order_kind(frame, "t", "events", "spec.sequence.orderBy")
+    before = order_violations(frame, ("e",), "t", kind)
+    ordered, reordered = sort_histories(frame, ("e",), "t", kind)
+
+    # Assert
+    assert (kind, before, reordered) == ("numeric", 1, 1)
+    assert order_violations(ordered, ("e",), "t", kind) == 0
+    assert ordered["v"].tolist() == ["c", "e", "a", "b", "d"]
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ([1, "two", 3], "mixes types: 2 value(s) are numbers, 1 are not (e.g. 'two')"),
+        (["2024-01-01", "soon"], "neither numbers nor dates (e.g. 'soon')"),
+        ([1.0, None], "missing in 1 row(s)"),
+    ],
+    ids=["numbers-and-text", "dates-and-text", "missing"],
+)
+def test_bad_order_column_is_one_clear_problem(values: list[Any], words: str) -> None:
+    from tabular_runner.multitable.sequences import order_kind
+
+    with pytest.raises(UserInputError) as info:
+        order_kind(pd.DataFrame({"t": values}), "t", "events", "spec.sequence.orderBy")
+    assert info.value.field == "spec.sequence.orderBy" and words in info.value.problem

@@ -218,10 +218,10 @@ def _accounting(
     )
 
 
-def _pack(workspace: Path) -> bytes:
+def _pack(workspace: Path, parts: tuple[str, ...] = _MODEL_PARTS) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for part in _MODEL_PARTS:
+        for part in parts:
             folder = workspace / part
             if not folder.is_dir():
                 continue
@@ -256,3 +256,152 @@ def _to_numpy_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
         if str(out[column].dtype) in ("string", "str"):
             out[column] = out[column].astype(object).where(out[column].notna(), np.nan)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# Children with their parent as context (linked tables and ordered histories)
+
+_CONTEXT_KEY = "__parent"
+_CONTEXT_PARTS = ("ModelStore", "OriginalData/tgt-meta", "OriginalData/ctx-meta")
+
+
+class ArgnContextModel:
+    """TabularARGN over a child table with its parent as context (``mostlyai-engine``).
+
+    The parent's columns are the context (``ctx_data`` keyed by ``ctx_primary_key``); the
+    child's rows of one parent are one sequence (``tgt_context_key``), so the model learns
+    how many children a parent has (zero included) and what they look like *given* the
+    parent, at generation from the synthetic parent rows. With ``order_by`` the rows of a
+    parent are given in order (an ordered history; dates encoded relative to the previous
+    event, as MOSTLY AI does for sequences); without it, in file order.
+
+    Same interface as :class:`tabular_runner.multitable.sequences.ParSequenceModel`.
+    """
+
+    handles_empty = True
+    name = "tabularargn"
+
+    def __init__(
+        self,
+        order_by: str | None,
+        kind: str,
+        attributes: list[str],
+        context: list[str],
+        params: dict[str, Any],
+        seed: int = 0,
+    ) -> None:
+        self.order_by = order_by
+        self.kind = kind
+        self.attributes = attributes
+        self.context = context
+        self.params = dict(params)
+        self.seed = seed
+        self.epochs = params.get("maxEpochs", DEFAULT_MAX_EPOCHS)
+        self.fit_seconds = 0.0
+        self._model: bytes | None = None
+        self._dtypes: pd.Series | None = None
+
+    def fit(
+        self,
+        histories: pd.DataFrame,
+        parents: pd.DataFrame,
+        key: tuple[str, ...],
+        parent_key: tuple[str, ...],
+        sdtypes: dict[str, str],
+    ) -> None:
+        """Train on the child rows (grouped by parent, in order) with the parents as context."""
+        import time
+
+        from mostlyai import engine
+        from mostlyai.engine.domain import ModelEncodingType
+
+        from tabular_runner.multitable.integrity import key_strings
+
+        started = time.perf_counter()
+        columns = [c for c in [self.order_by, *self.attributes] if c is not None]
+        tgt = histories[columns].copy()
+        tgt.insert(0, _CONTEXT_KEY, key_strings(histories, key).to_numpy())
+        tgt = tgt[tgt[_CONTEXT_KEY].notna()]
+        if self.order_by is not None:
+            tgt = tgt.sort_values([_CONTEXT_KEY, self.order_by], kind="stable")
+        ctx = parents[self.context].copy()
+        ctx.insert(0, _CONTEXT_KEY, key_strings(parents, parent_key).to_numpy())
+        # The engine refuses a child whose parent is not in the context (orphans are
+        # resolved before training; this keeps it so).
+        tgt = tgt[tgt[_CONTEXT_KEY].isin(set(ctx[_CONTEXT_KEY]))]
+        categorical = {"categorical", "boolean"}
+        tgt_types: dict[str, str | ModelEncodingType] = {
+            c: ModelEncodingType.tabular_categorical
+            for c in self.attributes
+            if sdtypes.get(c) in categorical
+        }
+        if self.order_by is not None and self.kind == "datetime":
+            tgt[self.order_by] = pd_datetime(tgt[self.order_by])
+            tgt_types[self.order_by] = ModelEncodingType.tabular_datetime_relative
+        ctx_types: dict[str, str | ModelEncodingType] = {
+            c: ModelEncodingType.tabular_categorical
+            for c in self.context
+            if sdtypes.get(c) in categorical
+        }
+        minutes = float(self.params.get("maxTrainingTimeSeconds", DEFAULT_MAX_TRAINING_TIME_S)) / 60
+        with tempfile.TemporaryDirectory(prefix="aumos-argn-ctx-") as tmp:
+            workspace = Path(tmp) / "ws"
+            engine.set_random_state(self.seed)
+            engine.split(
+                tgt_data=tgt.reset_index(drop=True),
+                ctx_data=ctx.reset_index(drop=True),
+                tgt_context_key=_CONTEXT_KEY,
+                ctx_primary_key=_CONTEXT_KEY,
+                model_type="TABULAR",
+                tgt_encoding_types=tgt_types,
+                ctx_encoding_types=ctx_types,
+                workspace_dir=workspace,
+            )
+            engine.analyze(workspace_dir=workspace)
+            engine.encode(workspace_dir=workspace)
+            use_gpu = bool(self.params.get("useGpu")) and cuda_available()
+            engine.train(
+                model=MODEL_SIZES[str(self.params.get("modelSize", DEFAULT_MODEL_SIZE))],
+                max_training_time=minutes,
+                max_epochs=float(self.params.get("maxEpochs", DEFAULT_MAX_EPOCHS)),
+                device=CUDA if use_gpu else CPU,
+                workspace_dir=workspace,
+            )
+            self._model = _pack(workspace, _CONTEXT_PARTS)
+        self._dtypes = histories[columns].dtypes
+        self.fit_seconds = round(time.perf_counter() - started, 3)
+
+    def sample(self, parents: pd.DataFrame, parent_key: tuple[str, ...], seed: int) -> pd.DataFrame:
+        """Children of every parent row given; ``__entity`` holds the parent's key string."""
+        import pandas as pd
+        from mostlyai import engine
+
+        from tabular_runner.generators import conform
+        from tabular_runner.multitable.integrity import key_strings
+
+        if self._model is None or self._dtypes is None:
+            raise EngineError("TabularARGN: sample() called before fit()")
+        ctx = parents[self.context].copy()
+        ctx.insert(0, _CONTEXT_KEY, key_strings(parents, parent_key).to_numpy())
+        use_gpu = bool(self.params.get("useGpu")) and cuda_available()
+        with tempfile.TemporaryDirectory(prefix="aumos-argn-ctx-") as tmp:
+            workspace = Path(tmp) / "ws"
+            _unpack(self._model, workspace)
+            engine.set_random_state(seed)
+            engine.generate(
+                ctx_data=ctx.reset_index(drop=True),
+                device=CUDA if use_gpu else CPU,
+                workspace_dir=workspace,
+            )
+            frame = pd.read_parquet(workspace / "SyntheticData")
+        keys = frame[_CONTEXT_KEY].astype(str).to_numpy()
+        body = conform(_to_numpy_dtypes(frame.drop(columns=[_CONTEXT_KEY])), self._dtypes)
+        body.insert(0, "__entity", keys)
+        return body.reset_index(drop=True)
+
+
+def pd_datetime(values: pd.Series) -> pd.Series:
+    """Dates as datetimes (text parsed), for the engine's datetime encodings."""
+    import pandas as pd
+
+    return pd.to_datetime(values, errors="coerce", format="mixed")

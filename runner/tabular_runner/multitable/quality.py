@@ -127,6 +127,40 @@ def _coerce(frame: pd.DataFrame, columns: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def intertable_trends(report: Any, graph: SchemaGraph) -> list[dict[str, Any]]:
+    """SDMetrics' Intertable Trends per relationship: the mean over its column pairs.
+
+    Each pair is a parent column and a child column, compared in the child joined with its
+    parent (correlation or contingency similarity); SDMetrics' property averages over every
+    relationship, which hides a relationship whose child ignores its parent.
+    """
+    try:
+        details = report.get_details("Intertable Trends")
+    except Exception:  # noqa: BLE001 - no relationship scored: nothing to break down
+        return []
+    needed = {"Parent Table", "Child Table", "Foreign Key", "Score"}
+    if details is None or details.empty or not needed <= set(details.columns):
+        return []
+    out: list[dict[str, Any]] = []
+    for rel in graph.relations:
+        rows = details[
+            (details["Parent Table"] == rel.parent)
+            & (details["Child Table"] == rel.child)
+            & (details["Foreign Key"] == rel.child_key[0])
+        ]
+        scores = pd.to_numeric(rows["Score"], errors="coerce").dropna()
+        if rel.composite or scores.empty:
+            continue
+        out.append(
+            {
+                "relationship": rel.name,
+                "score": round(float(scores.mean()), 6),
+                "columnPairs": len(scores),
+            }
+        )
+    return out
+
+
 def _properties(report: Any) -> dict[str, float | None]:
     props = report.get_properties()
     return {str(row["Property"]): _finite(row["Score"]) for _, row in props.iterrows()}
@@ -176,6 +210,8 @@ def sdmetrics_reports(
             report = cls()
             report.generate(real_q, synth_q, metadata, verbose=False)
             out[label] = {"score": _finite(report.get_score()), "properties": _properties(report)}
+            if label == "quality":
+                out["intertableTrends"] = intertable_trends(report, graph)
         except Exception as exc:  # noqa: BLE001 - reported; the score is then None
             out[label] = {"score": None, "properties": {}}
             out["notes"].append(f"{label} report failed: {type(exc).__name__}: {exc}")

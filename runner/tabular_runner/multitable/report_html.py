@@ -51,6 +51,10 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _stat(summary: dict[str, Any]) -> str:
+    return f"mean {_fmt(summary.get('mean'))}, median {_fmt(summary.get('median'))}"
+
+
 class _Raw(str):
     """Trusted markup (built here) that ``_table`` must not escape."""
 
@@ -209,6 +213,44 @@ def render_multitable(
         parts.append(_table(["Report", "Property", "Score"], props))
         for note in sdm.get("notes") or []:
             parts.append(f"<p>{_fmt(note)}</p>")
+    trends = report.get("intertableTrends") or []
+    if trends:
+        parts.append("<h2>Intertable Trends per relationship</h2>")
+        parts.append(
+            "<p>How well each child's columns follow its parent's (SDMetrics, parent column × "
+            "child column pairs in the child joined with its parent; 1 is best).</p>"
+        )
+        parts.append(
+            _table(
+                ["Relationship", "Score", "Column pairs"],
+                [[t["relationship"], t["score"], t["columnPairs"]] for t in trends],
+            )
+        )
+    sequences = report.get("sequences") or []
+    if sequences:
+        parts.append("<h2>Ordered histories</h2>")
+        rows = []
+        for q in sequences:
+            measured = [
+                (label, q[key])
+                for key, label in (
+                    ("length", "events per parent"),
+                    ("gap", "gap"),
+                    ("first", "first event"),
+                    ("last", "last event"),
+                )
+            ]
+            measured += [
+                (f"each entity's {stat} of {column}", m)
+                for column, stats in q["perEntity"].items()
+                for stat, m in stats.items()
+            ]
+            rows += [
+                [q["relationship"], label, m["similarity"], _stat(m["real"]), _stat(m["synthetic"])]
+                for label, m in measured
+            ]
+            rows.append([q["relationship"], "order violations", q["orderViolations"], "", ""])
+        parts.append(_table(["Relationship", "Measure", "Similarity", "Real", "Synthetic"], rows))
 
     parts.append("<h2>Children per parent</h2>")
     card = {c["relationship"]: c for c in report.get("cardinality") or []}

@@ -59,6 +59,7 @@ from tabular_runner.multitable.strategies import (
 from tabular_runner.spec import (
     DataFormat,
     GeneratorSpec,
+    GeneratorType,
     LocalRef,
     MultiTableSchema,
     MultiTableSchemaSpec,
@@ -104,6 +105,10 @@ class RunContext(Protocol):
     def clock(self) -> Callable[[], float]:
         """Monotonic seconds."""
 
+    @property
+    def run_in_engine(self) -> Callable[..., dict[str, Any]] | None:
+        """Runs a stage in another engine's environment (``None``: not available here)."""
+
 
 def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
     """Refuse job settings a multi-table run cannot honour; return the generator spec.
@@ -131,6 +136,13 @@ def check_job(schema: MultiTableSchema, job: SynthesisJob) -> GeneratorSpec:
             "spec.constraints",
             "constraints are not supported for multi-table jobs yet",
             "remove them; keys are always kept consistent",
+        )
+    if spec.privacy is not None:
+        raise UserInputError(
+            "spec.privacy",
+            "differentially private multi-table synthesis (ε split across tables and keys) "
+            "is not offered yet",
+            "remove privacy, or synthesise one table at a time with a DP generator",
         )
     if spec.from_model is not None:
         raise UserInputError(
@@ -359,8 +371,29 @@ def stage_train(
     frames, hints, orphan_actions = _read_database(schema, graph, ctx)
     read_s = clock() - started
 
+    from tabular_runner import engines
+
     total_rows = sum(len(f) for f in frames.values())
-    choice = choose_strategy(graph, generator, total_rows)
+    largest = max(frames.values(), key=len)
+    choice = choose_strategy(
+        graph,
+        generator,
+        total_rows,
+        argn=engines.auto_may_use(engines.ARGN),
+        largest_table=(len(largest), largest.shape[1]),
+    )
+    if choice.strategy == "context" and engines.current_engine() != engines.ARGN:
+        # TabularARGN lives in the argn engine: the same stage runs again there.
+        ctx.progress("train", 3, 3, f"{choice.strategy} strategy: continuing in the argn engine")
+        return {
+            "stage": "train",
+            "ok": True,
+            "kind": "multi-table",
+            "handoff": engines.ARGN,
+            "strategy": choice.strategy,
+            "generator": GeneratorType.TABULARARGN.value,
+            "generatorReason": choice.reason,
+        }
     train_rows = {t: s[0] for t, s in _splits(frames, job).items()}
     ctx.progress("train", 1, 3, f"training ({choice.strategy})")
     step = clock()
@@ -383,6 +416,7 @@ def stage_train(
             hints=hints,
             order_kinds=check_sequences(graph, frames),
             sequence_epochs=int(generator.params.get("sequenceEpochs", DEFAULT_SEQUENCE_EPOCHS)),
+            context=choice.strategy == "context",
         )
     strategy.fit(frames, train_rows, progress=_stage_progress(ctx, "train"))
     training_s = clock() - step
@@ -442,6 +476,7 @@ def _report(
         "primaryKeyDuplicates": keys["primaryKeyDuplicates"],
         "strategyDetails": keys["strategyDetails"],
         "tableGenerators": keys.get("tableGenerators", {}),
+        "relationshipStrategies": keys.get("relationshipStrategies", {}),
     }
 
 
@@ -473,6 +508,14 @@ def stage_generate(
     step = clock()
     synthetic = strategy.sample(scale, spec.seed, progress=_stage_progress(ctx, "generate"))
     generation_s = clock() - step
+    empty = [t for t in graph.order if synthetic[t].empty and train_result["rowsSource"].get(t)]
+    if empty:
+        raise EngineError(
+            f"the model generated no rows for {', '.join(empty)} (real: "
+            + ", ".join(f"{train_result['rowsSource'][t]}" for t in empty)
+            + "); train longer (generator.params maxEpochs / maxTrainingTimeSeconds) or use "
+            "another generator; no table was written"
+        )
 
     ctx.progress("generate", 2, 4, "checking keys")
     step = clock()
@@ -486,6 +529,7 @@ def stage_generate(
         "primaryKeyDuplicates": duplicates,
         "strategyDetails": strategy.details(),
         "tableGenerators": strategy.table_methods(),
+        "relationshipStrategies": strategy.relationship_methods(),
         "integrityTimeS": _round(clock() - step),
     }
     broken = sum(v.violations for v in violations) + sum(duplicates.values())
@@ -685,10 +729,46 @@ def run_multitable(
         EngineError: a generator failed, or the output broke a key (report still written).
         GateFailedError: the quality gate failed (everything still written).
     """
+    from tabular_runner import engines
+
     check_job(schema, job)
     for stage in ("train", "generate", "validate"):
-        MULTITABLE_STAGES[stage](schema, job, out_store, ctx)
+        engine = stage_engine(stage, out_store)
+        if engine == engines.current_engine():
+            result = MULTITABLE_STAGES[stage](schema, job, out_store, ctx)
+        else:
+            result = _in_engine(ctx, engine, stage, job, out_store)
+        if result.get("handoff"):
+            _in_engine(ctx, str(result["handoff"]), stage, job, out_store)
     return _get_json(out_store, "report.json", "run")
+
+
+def stage_engine(stage: str, store: ArtifactStore) -> str:
+    """The engine a stage runs in.
+
+    Train starts in core (it hands over when it picks the context strategy), generate
+    follows what train trained, validate is always core.
+    """
+    from tabular_runner import engines
+
+    if stage == "generate":
+        trained = _get_json(store, "stages/train.json", "stage generate")
+        return engines.engine_for(trained.get("generator", ""))
+    return engines.CORE
+
+
+def _in_engine(
+    ctx: RunContext, engine: str, stage: str, job: SynthesisJob, store: ArtifactStore
+) -> dict[str, Any]:
+    if ctx.run_in_engine is None:
+        raise EngineError(
+            f"the {stage} stage of this job runs in the {engine} engine, which is not "
+            f"available here; run it with the {engine} runner image"
+        )
+    ctx.progress(stage, 0, 1, f"running in the {engine} engine")
+    result: dict[str, Any] = ctx.run_in_engine(engine, stage, job, store)
+    ctx.progress(stage, 1, 1, f"done in the {engine} engine")
+    return result
 
 
 def _score(
@@ -799,6 +879,7 @@ def _score(
             round(float(np.mean(similarities)), 6) if similarities else None
         ),
         "cardinality": cardinality,
+        "intertableTrends": multi.get("intertableTrends", []),
         "sequences": sequences,
         "orderViolations": sum(q["orderViolations"] for q in sequences) if sequences else None,
         "sdmetrics": multi,

