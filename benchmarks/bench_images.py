@@ -2,9 +2,10 @@
 
 For each image (scripts/images.py names them from the chart):
 
-* cold build: ``buildah bud --no-cache`` (every layer again, wheels downloaded again; the base
-  image is reused) under a throwaway tag, removed afterwards; only for the images named by
-  ``--cold`` (default: the operator: a runner's cold build downloads several GB of wheels);
+* cold build: the build in a throwaway buildah storage that holds the base image alone (no
+  layer cache, every wheel downloaded again), deleted afterwards; only for the images named by
+  ``--cold`` (default: the operator: a runner's cold build downloads several GB of wheels and
+  needs about twice its image size in free disk);
 * warm build: the same build again with the layer cache (what a rebuild without changes costs);
 * size: the image's layers, uncompressed, and its OCI archive (gzip) when ``make images`` wrote one;
 * start: ``buildah run`` (chroot isolation, uid 10001) of the entry point's ``--help`` until its
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import tempfile
 import time
 from typing import Any
 
@@ -47,12 +49,24 @@ def build_seconds(spec: Any, base: str, *, cold: bool) -> float:
         bench, version="bench", revision=images.revision(), source=images.source_url(), base=base
     )
     cmd = images.build_command(
-        "buildah", bench, base=base, labels=labels, no_cache=cold, pip_cert=images.pip_cert()
+        "buildah", bench, base=base, labels=labels, pip_cert=images.pip_cert()
     )
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - started
-    subprocess.run(["buildah", "rmi", bench.reference], capture_output=True, check=False)
+    with tempfile.TemporaryDirectory(dir=images.CACHE, prefix="bench-store-") as tmp:
+        store: list[str] = []
+        if cold:
+            # A storage of its own, seeded with the base alone: nothing cached, nothing of the
+            # shared storage's layers touched; removed with the directory.
+            store = ["--root", f"{tmp}/root", "--runroot", f"{tmp}/run"]
+            seeded = f"containers-storage:[overlay@{tmp}/root+{tmp}/run]{base}"
+            subprocess.run(["buildah", "push", "-q", base, seeded], check=True, capture_output=True)
+        started = time.monotonic()
+        proc = subprocess.run(
+            ["buildah", *store, *cmd[1:]], cwd=REPO, capture_output=True, text=True, check=False
+        )
+        seconds = time.monotonic() - started
+        subprocess.run(["buildah", *store, "rmi", "-f", bench.reference], capture_output=True)
+        if cold:
+            subprocess.run(["buildah", *store, "rmi", "-a", "-f"], capture_output=True)
     if proc.returncode != 0:
         raise SystemExit(
             f"build of {spec.name} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"

@@ -349,6 +349,19 @@ def image_exists(tool: str, ref: str) -> bool:
     return probe.returncode == 0
 
 
+def image_id(tool: str, ref: str) -> str | None:
+    """The local image id ``ref`` names, if any."""
+    probe = subprocess.run(
+        [tool, "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref]
+        if tool == "buildah"
+        else [tool, "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return probe.stdout.strip() or None if probe.returncode == 0 else None
+
+
 def registry_answers(tool: str) -> bool:
     """Try to pull the pinned upstream base (a minute at most)."""
     if image_exists(tool, UPSTREAM_BASE):
@@ -485,6 +498,7 @@ def build(tool: str, spec: ImageSpec, base: str, *, no_cache: bool = False) -> f
     OUT.mkdir(exist_ok=True)
     log = OUT / f"{spec.name}.build.log"
     say(f"building {spec.reference} ({spec.dockerfile} --target {spec.target}; log: {log})")
+    previous = image_id(tool, spec.reference)
     started = time.monotonic()
     with log.open("w") as sink:
         proc = subprocess.run(cmd, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT, check=False)
@@ -493,6 +507,10 @@ def build(tool: str, spec: ImageSpec, base: str, *, no_cache: bool = False) -> f
         tail = "\n  ".join(log.read_text().splitlines()[-15:])
         raise ImagesError(f"building {spec.reference} failed (exit {proc.returncode}):\n  {tail}")
     say(f"built {spec.reference} in {seconds:.0f} s")
+    if previous and previous != image_id(tool, spec.reference):
+        # The image this tag named before (several GB for a runner) is dropped when nothing
+        # else uses it; the layer cache (the build stages) stays.
+        subprocess.run([tool, "rmi", previous], capture_output=True, check=False)
     export(tool, spec)
     return seconds
 
@@ -605,6 +623,7 @@ def describe(spec: ImageSpec, count: int = 8) -> dict[str, Any]:
         packages = {p.name: du(p) for p in site.iterdir() if p.is_dir()}
         parts = {
             "/opt/venv": du(root / "opt" / "venv"),
+            "/opt/app": du(root / "opt" / "app"),
             "/usr": du(root / "usr"),
             "/var": du(root / "var"),
         }

@@ -603,13 +603,17 @@ def test_runner_targets_install_with_their_engine_constraints(target: str, insta
     # tests/unit/test_images_script.py checks that they agree).
     assert (REPO / "constraints" / f"{target}.txt").is_file()
     assert (REPO / "constraints" / f"{target}-hashes.txt").is_file()
-    # The project goes in as a wheel without dependencies; each engine's imports are checked
-    # while the image builds.
+    # The project goes in as a wheel without dependencies, into /opt/app (a layer apart from
+    # the dependencies); each engine's imports are checked while the image builds.
     checked = {
         "core": "import sdv, ctgan, snsynth, sdmetrics, anonymeter",
         "argn": "import mostlyai.engine",
     }
-    assert sum(checked[target] in p and "--no-deps /tmp/dist/*.whl" in p for p in projects) == 1
+    wheel = "--target /opt/app /tmp/dist/*.whl"
+    assert sum(checked[target] in p and "--no-deps" in p and wheel in p for p in projects) == 1
+    runtime = [args for word, args in steps if word == "COPY" and "--from=" in args]
+    assert f"--from=build-{target} /opt/venv /opt/venv" in runtime
+    assert f"--from=project-{target} /opt/app /opt/app" in runtime
     if target == "argn":
         lock = (REPO / "constraints" / "argn.txt").read_text().lower()
         assert "mostlyai-engine==" in lock and "pandas==2." in lock
