@@ -117,6 +117,11 @@ def test_histories_are_ordered_with_real_lengths(
     assert 1 <= sequence["length"]["synthetic"]["max"] <= 2 * sequence["length"]["real"]["max"]
     assert set(sequence["perEntity"]) == {"weight"}
     assert report["tables"]["weights"]["privacy"]["computed"] is False
+    # Privacy of the linked rows: events with their chick's diet, whole chicks held out.
+    (linked,) = report["linkedPrivacy"]
+    assert linked["relationship"] == "weights.Chick->chicks.Chick"
+    assert "chicks.Diet" in linked["columns"]
+    assert 0 <= linked["privacy"]["dcrShare"] <= 1
     assert sequence["length"]["similarity"] >= 0.8  # lengths drawn from the modelled counts
     html = (out / "report.html").read_text()
     assert "Ordered histories" in html

@@ -301,11 +301,32 @@ def _check_unchanged(frames: dict[str, pd.DataFrame], train_result: dict[str, An
         )
 
 
-def _splits(frames: dict[str, pd.DataFrame], job: SynthesisJob) -> dict[str, tuple[Any, Any]]:
+def _splits(
+    frames: dict[str, pd.DataFrame], job: SynthesisJob, graph: SchemaGraph
+) -> dict[str, tuple[Any, Any]]:
+    """Train/holdout rows per table; a child holds out the children of held-out parents.
+
+    Roots are split by row (seeded). A child's holdout is every row whose primary parent is
+    held out, so a held-out parent leaves training with its whole history (or all of its
+    children), and the linked privacy evaluation compares against parents no model saw.
+    """
+    from tabular_runner.multitable.integrity import key_strings
+    from tabular_runner.multitable.strategies import primary_relation
     from tabular_runner.pipeline import split_indices
 
     validation, seed = job.spec.validation, job.spec.seed
-    return {t: split_indices(len(f), validation.holdout_fraction, seed) for t, f in frames.items()}
+    out: dict[str, tuple[Any, Any]] = {}
+    for table in graph.order:
+        frame = frames[table]
+        rel = primary_relation(graph, table)
+        if rel is None:
+            out[table] = split_indices(len(frame), validation.holdout_fraction, seed)
+            continue
+        parent = frames[rel.parent].iloc[out[rel.parent][1]]
+        held = set(key_strings(parent, rel.parent_key).dropna().tolist())
+        mask = key_strings(frame, rel.child_key).isin(held).to_numpy()
+        out[table] = (np.flatnonzero(~mask), np.flatnonzero(mask))
+    return out
 
 
 def _put_model(store: ArtifactStore, strategy: Strategy) -> str:
@@ -394,7 +415,7 @@ def stage_train(
             "generator": GeneratorType.TABULARARGN.value,
             "generatorReason": choice.reason,
         }
-    train_rows = {t: s[0] for t, s in _splits(frames, job).items()}
+    train_rows = {t: s[0] for t, s in _splits(frames, job, graph).items()}
     ctx.progress("train", 1, 3, f"training ({choice.strategy})")
     step = clock()
     strategy: Strategy
@@ -641,7 +662,13 @@ def stage_validate(
         "tables": generate_result["outputs"],
     }
     scores = _score(
-        frames, synthetic, _splits(frames, job), graph, analyses, train_result["strategy"], job
+        frames,
+        synthetic,
+        _splits(frames, job, graph),
+        graph,
+        analyses,
+        train_result["strategy"],
+        job,
     )
     report.update(scores)
     timings = {
@@ -825,9 +852,8 @@ def _score(
         elif graph.sequence_of(table) is not None:
             entry["privacy"] = {
                 "computed": False,
-                "reason": "an ordered history is trained on every event of every parent; a "
-                "holdout of whole parents (and attacks on histories joined with their parent) "
-                "is not implemented yet",
+                "reason": "an event alone is not the record that leaks: see linkedPrivacy "
+                "(events joined with their parent, whole parents held out)",
             }
         elif strategy == "hma":
             entry["privacy"] = {
@@ -849,6 +875,11 @@ def _score(
             entry["privacy"] = priv.to_dict()
         tables[table] = entry
 
+    linked = (
+        _linked_privacy(real, synthetic, splits, graph, sdtypes, job)
+        if validation.privacy and strategy != "hma"
+        else []
+    )
     multi = sdmetrics_reports(
         real, synthetic, graph, sdtypes, sample_rows=validation.quality_sample_rows, seed=seed
     )
@@ -861,16 +892,9 @@ def _score(
         if quality_score is not None
         else (round(float(np.mean(per_table)), 6) if per_table else None)
     )
-    risks = [
-        t["privacy"].get("maxRisk")
-        for t in tables.values()
-        if t["privacy"].get("maxRisk") is not None
-    ]
-    shares = [
-        t["privacy"].get("dcrShare")
-        for t in tables.values()
-        if t["privacy"].get("dcrShare") is not None
-    ]
+    evaluated = [t["privacy"] for t in tables.values()] + [x["privacy"] for x in linked]
+    risks = [e.get("maxRisk") for e in evaluated if e.get("maxRisk") is not None]
+    shares = [e.get("dcrShare") for e in evaluated if e.get("dcrShare") is not None]
     similarities = [c["shapeSimilarity"] for c in cardinality if c["shapeSimilarity"] is not None]
     return {
         "fidelityScore": fidelity_score,
@@ -884,10 +908,80 @@ def _score(
         "orderViolations": sum(q["orderViolations"] for q in sequences) if sequences else None,
         "sdmetrics": multi,
         "tables": tables,
+        "linkedPrivacy": linked,
         "privacyRisk": max(risks) if risks else None,
         "privacyScore": (1.0 - max(risks)) if risks else None,
         "dcrShare": max(shares) if shares else None,
     }
+
+
+def _linked_privacy(
+    real: dict[str, pd.DataFrame],
+    synthetic: dict[str, pd.DataFrame],
+    splits: dict[str, tuple[Any, Any]],
+    graph: SchemaGraph,
+    sdtypes: dict[str, dict[str, str]],
+    job: SynthesisJob,
+) -> list[dict[str, Any]]:
+    """DCR and Anonymeter on each child joined with its primary parent.
+
+    A child row with its parent's columns is what an attacker links (a patient's visit with
+    the patient); the holdout is the children of held-out parents (:func:`_splits`), which
+    neither the parent's nor the child's model saw. Histories are scored event by event,
+    each event carrying its parent: not yet one record per whole history.
+    """
+    from tabular_runner.multitable.strategies import primary_relation
+    from tabular_runner.quality import privacy
+
+    validation = job.spec.validation
+    out: list[dict[str, Any]] = []
+    for table in graph.order:
+        rel = primary_relation(graph, table)
+        if rel is None:
+            continue
+        train_idx, holdout_idx = splits[table]
+        if len(holdout_idx) < 10 or len(train_idx) < 10:
+            out.append(
+                {
+                    "relationship": rel.name,
+                    "privacy": {"computed": False, "reason": "fewer than 10 held-out rows"},
+                }
+            )
+            continue
+
+        def joined(
+            child: pd.DataFrame, parent: pd.DataFrame, rel: Any = rel, table: str = table
+        ) -> pd.DataFrame:
+            from tabular_runner.multitable.integrity import key_strings
+
+            keys = graph.key_columns(table) | set(rel.child_key)
+            own = [c for c, t in sdtypes[table].items() if c not in keys and t != "id"]
+            parent_keys = graph.key_columns(rel.parent) | set(rel.parent_key)
+            theirs = [c for c, t in sdtypes[rel.parent].items() if c not in parent_keys]
+            theirs = [c for c in theirs if sdtypes[rel.parent][c] != "id"]
+            left = child[own].reset_index(drop=True)
+            left["__k"] = key_strings(child, rel.child_key).to_numpy()
+            right = parent[theirs].add_prefix(f"{rel.parent}.").reset_index(drop=True)
+            right["__k"] = key_strings(parent, rel.parent_key).to_numpy()
+            right = right.drop_duplicates("__k")
+            return left.merge(right, on="__k", how="inner").drop(columns="__k")
+
+        train = joined(real[table].iloc[train_idx], real[rel.parent])
+        holdout = joined(real[table].iloc[holdout_idx], real[rel.parent])
+        synth = joined(synthetic[table], synthetic[rel.parent])
+        if min(len(train), len(holdout), len(synth)) < 10 or train.shape[1] == 0:
+            result: dict[str, Any] = {"computed": False, "reason": "too few joined rows"}
+        else:
+            result = privacy.evaluate(
+                train,
+                holdout,
+                synth,
+                sample_rows=validation.privacy_sample_rows,
+                attacks=validation.attacks,
+                seed=job.spec.seed,
+            ).to_dict()
+        out.append({"relationship": rel.name, "columns": list(train.columns), "privacy": result})
+    return out
 
 
 def _sequence_scores(

@@ -335,9 +335,9 @@ class IndependentStrategy:
             )
             sequence = self.graph.sequence_of(table)
             if self.context and plan.primary is not None:
-                plan.sequence = self._fit_context(plan, plan.primary, real)
+                plan.sequence = self._fit_children(plan, plan.primary, real, train_rows)
             elif sequence is not None:
-                plan.sequence = self._fit_sequence(plan, sequence, real)
+                plan.sequence = self._fit_children(plan, sequence, real, train_rows)
             elif modelled:
                 train = real.iloc[train_rows[table]][modelled].reset_index(drop=True)
                 synthesizer = create_synthesizer(self.generator, None)
@@ -360,46 +360,44 @@ class IndependentStrategy:
             self.fit_seconds[table] = round(time.perf_counter() - started, 3)
         progress(total, total, "trained")
 
-    def _fit_sequence(
-        self, plan: _TablePlan, rel: Relation, real: pd.DataFrame
-    ) -> ParSequenceModel:
-        """PAR over the histories, conditioned on the parent's modelled columns.
+    def _fit_children(
+        self,
+        plan: _TablePlan,
+        rel: Relation,
+        real: pd.DataFrame,
+        train_rows: Mapping[str, Array],
+    ) -> Any:
+        """A model of ``plan``'s rows given their ``rel`` parent, fitted on training rows.
 
-        Every history is used: holding out single events would cut histories apart (a
-        holdout of whole parents is not implemented yet, so the report computes no privacy
-        score for a history table).
+        The context strategy: TabularARGN (argn engine). Otherwise (an ``orderBy``
+        relationship in the core engine): SDV PAR over the histories. Either way the parent's
+        modelled columns are the context, and the children of held-out parents stay out of
+        training with their parents.
         """
-        assert rel.order_by is not None
         parent_plan = self.plans[rel.parent]
         sdtypes = {c.name: c.sdtype for c in plan.analysis.columns}
         sdtypes.update({c.name: c.sdtype for c in parent_plan.analysis.columns})
-        model = ParSequenceModel(
-            order_by=rel.order_by,
-            kind=self.order_kinds.get(rel.index, "numeric"),
-            attributes=[c for c in plan.modelled if c != rel.order_by],
-            context=list(parent_plan.modelled),
-            epochs=self.sequence_epochs,
-            seed=self.seed,
-        )
-        model.fit(real, parent_plan.real, rel.child_key, rel.parent_key, sdtypes)
-        return model
+        kind = self.order_kinds.get(rel.index, "numeric")
+        attributes = [c for c in plan.modelled if c != rel.order_by]
+        context = list(parent_plan.modelled)
+        model: Any
+        if self.context:
+            from tabular_runner.generators.argn_adapter import ArgnContextModel
 
-    def _fit_context(self, plan: _TablePlan, rel: Relation, real: pd.DataFrame) -> Any:
-        """TabularARGN over the child with its primary parent as context (argn engine)."""
-        from tabular_runner.generators.argn_adapter import ArgnContextModel
-
-        parent_plan = self.plans[rel.parent]
-        sdtypes = {c.name: c.sdtype for c in plan.analysis.columns}
-        sdtypes.update({c.name: c.sdtype for c in parent_plan.analysis.columns})
-        model = ArgnContextModel(
-            order_by=rel.order_by,
-            kind=self.order_kinds.get(rel.index, "numeric"),
-            attributes=[c for c in plan.modelled if c != rel.order_by],
-            context=list(parent_plan.modelled),
-            params=dict(self.generator.params),
-            seed=self.seed,
+            params = dict(self.generator.params)
+            model = ArgnContextModel(rel.order_by, kind, attributes, context, params, self.seed)
+        else:
+            assert rel.order_by is not None
+            model = ParSequenceModel(
+                rel.order_by, kind, attributes, context, self.sequence_epochs, self.seed
+            )
+        model.fit(
+            real.iloc[train_rows[plan.name]],
+            parent_plan.real.iloc[train_rows[rel.parent]],
+            rel.child_key,
+            rel.parent_key,
+            sdtypes,
         )
-        model.fit(real, parent_plan.real, rel.child_key, rel.parent_key, sdtypes)
         return model
 
     def _assigned_columns(self, table: str) -> set[str]:
