@@ -124,7 +124,7 @@ def test_histories_are_ordered_with_real_lengths(
     assert 0 <= linked["privacy"]["dcrShare"] <= 1
     assert sequence["length"]["similarity"] >= 0.8  # lengths drawn from the modelled counts
     html = (out / "report.html").read_text()
-    assert "Ordered histories" in html
+    assert "Ordered histories" in html and "Privacy of linked rows" in html
 
 
 @pytest.mark.parametrize(

@@ -203,6 +203,28 @@ def render_multitable(
         )
     )
 
+    linked = report.get("linkedPrivacy") or []
+    if linked:
+        parts.append("<h2>Privacy of linked rows</h2>")
+        parts.append(
+            "<p>Each child row joined with its parent's columns; the holdout is whole parents "
+            "(no model saw a held-out parent or its children).</p>"
+        )
+        parts.append(
+            _table(
+                ["Relationship", "Max privacy risk", "DCR share", "Note"],
+                [
+                    [
+                        x["relationship"],
+                        x["privacy"].get("maxRisk"),
+                        x["privacy"].get("dcrShare"),
+                        x["privacy"].get("reason") or "",
+                    ]
+                    for x in linked
+                ],
+            )
+        )
+
     sdm = report.get("sdmetrics") or {}
     props = []
     for label in ("quality", "diagnostic"):
