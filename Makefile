@@ -71,5 +71,5 @@ clean:
 .PHONY: test-images
 test-images:     ## the images built (make images), then the e2e modules with every pod run inside them
 	@$(MAKE) --no-print-directory images
-	@AUMOS_NODE_AGENT_CONTAINERS=image bash scripts/test.sh tests/e2e/test_platform_images.py \
+	@AUMOS_NODE_AGENT_CONTAINERS=image bash scripts/test.sh tests/images tests/e2e/test_platform_images.py \
 	  tests/e2e/test_operator_chart.py tests/e2e/test_operator_kinds.py::test_auto_hands_off_to_tabularargn

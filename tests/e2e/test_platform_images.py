@@ -71,7 +71,7 @@ def _terminated(core: client.CoreV1Api, ns: str, name: str) -> Any:
     return None
 
 
-@pytest.mark.parametrize("component", ["operator", "core"])
+@pytest.mark.parametrize("component", ["operator", "core", "argn"])
 def test_a_pod_runs_inside_its_image_as_the_pod_says(
     core: client.CoreV1Api, namespace: str, component: str
 ) -> None:
@@ -93,7 +93,7 @@ def test_a_pod_runs_inside_its_image_as_the_pod_says(
     assert seen["python"] == "/opt/venv/bin/python"  # the image's interpreter, not the host's
     assert seen["uid"] == 10001 and seen["pod_env"] == "yes"
     assert seen["cwd"] == "/tmp"  # the image's WORKDIR
-    assert seen["engine"] == ("core" if component == "core" else None)
+    assert seen["engine"] == (None if component == "operator" else component)
 
 
 def test_an_image_that_was_not_built_cannot_be_pulled(
