@@ -25,7 +25,12 @@ from tabular_runner.multitable.integrity import (
     resolve_orphans,
 )
 from tabular_runner.multitable.keys import make_unique
-from tabular_runner.multitable.strategies import choose_strategy, hma_obstacles, primary_relation
+from tabular_runner.multitable.strategies import (
+    choose_strategy,
+    context_relation,
+    hma_obstacles,
+    primary_relation,
+)
 from tabular_runner.spec import GeneratorSpec, MultiTableSchemaSpec
 
 pytestmark = pytest.mark.unit
@@ -547,3 +552,25 @@ def test_bad_order_column_is_one_clear_problem(values: list[Any], words: str) ->
     with pytest.raises(UserInputError) as info:
         order_kind(pd.DataFrame({"t": values}), "t", "events", "spec.sequence.orderBy")
     assert info.value.field == "spec.sequence.orderBy" and words in info.value.problem
+
+
+def test_context_relation_prefers_the_parent_with_most_rows() -> None:
+    # Setup: b has two parents; a is created first (the generic rule picks c, created later)
+    graph = build_graph(
+        _spec(
+            [
+                {"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"},
+                {"name": "c", "source": {"uri": "file://c.csv"}, "primaryKey": "id"},
+                "b",
+            ],
+            [_rel("a", "b"), _rel("c", "b")],
+        )
+    )
+
+    # Run
+    generic = primary_relation(graph, "b")
+    context = context_relation(graph, "b", {"a": 86, "c": 16, "b": 800})
+
+    # Assert
+    assert generic is not None and generic.parent == "c"
+    assert context is not None and context.parent == "a"

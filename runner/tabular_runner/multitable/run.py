@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from tabular_runner.errors import EngineError, GateFailedError, TabularError, UserInputError
-from tabular_runner.multitable.graph import SchemaGraph, build_graph, check_keys
+from tabular_runner.multitable.graph import Relation, SchemaGraph, build_graph, check_keys
 from tabular_runner.multitable.integrity import (
     foreign_key_violations,
     primary_key_duplicates,
@@ -301,8 +301,20 @@ def _check_unchanged(frames: dict[str, pd.DataFrame], train_result: dict[str, An
         )
 
 
+def _owners(
+    frames: dict[str, pd.DataFrame], graph: SchemaGraph, strategy: str
+) -> dict[str, Relation | None]:
+    """Per table, the parent its rows are generated under (as the strategy picks it)."""
+    from tabular_runner.multitable.strategies import context_relation, primary_relation
+
+    rows = {t: len(f) for t, f in frames.items()}
+    if strategy == "context":
+        return {t: context_relation(graph, t, rows) for t in graph.order}
+    return {t: primary_relation(graph, t) for t in graph.order}
+
+
 def _splits(
-    frames: dict[str, pd.DataFrame], job: SynthesisJob, graph: SchemaGraph
+    frames: dict[str, pd.DataFrame], job: SynthesisJob, graph: SchemaGraph, strategy: str
 ) -> dict[str, tuple[Any, Any]]:
     """Train/holdout rows per table; a child holds out the children of held-out parents.
 
@@ -311,14 +323,14 @@ def _splits(
     children), and the linked privacy evaluation compares against parents no model saw.
     """
     from tabular_runner.multitable.integrity import key_strings
-    from tabular_runner.multitable.strategies import primary_relation
     from tabular_runner.pipeline import split_indices
 
     validation, seed = job.spec.validation, job.spec.seed
+    owners = _owners(frames, graph, strategy)
     out: dict[str, tuple[Any, Any]] = {}
     for table in graph.order:
         frame = frames[table]
-        rel = primary_relation(graph, table)
+        rel = owners[table]
         if rel is None:
             out[table] = split_indices(len(frame), validation.holdout_fraction, seed)
             continue
@@ -415,7 +427,8 @@ def stage_train(
             "generator": GeneratorType.TABULARARGN.value,
             "generatorReason": choice.reason,
         }
-    train_rows = {t: s[0] for t, s in _splits(frames, job, graph).items()}
+    splits = _splits(frames, job, graph, choice.strategy)
+    train_rows = {t: s[0] for t, s in splits.items()}
     ctx.progress("train", 1, 3, f"training ({choice.strategy})")
     step = clock()
     strategy: Strategy
@@ -664,7 +677,7 @@ def stage_validate(
     scores = _score(
         frames,
         synthetic,
-        _splits(frames, job, graph),
+        _splits(frames, job, graph, train_result["strategy"]),
         graph,
         analyses,
         train_result["strategy"],
@@ -876,7 +889,7 @@ def _score(
         tables[table] = entry
 
     linked = (
-        _linked_privacy(real, synthetic, splits, graph, sdtypes, job)
+        _linked_privacy(real, synthetic, splits, graph, sdtypes, job, strategy)
         if validation.privacy and strategy != "hma"
         else []
     )
@@ -922,21 +935,22 @@ def _linked_privacy(
     graph: SchemaGraph,
     sdtypes: dict[str, dict[str, str]],
     job: SynthesisJob,
+    strategy: str,
 ) -> list[dict[str, Any]]:
-    """DCR and Anonymeter on each child joined with its primary parent.
+    """DCR and Anonymeter on each child joined with the parent it is generated under.
 
     A child row with its parent's columns is what an attacker links (a patient's visit with
     the patient); the holdout is the children of held-out parents (:func:`_splits`), which
     neither the parent's nor the child's model saw. Histories are scored event by event,
     each event carrying its parent: not yet one record per whole history.
     """
-    from tabular_runner.multitable.strategies import primary_relation
     from tabular_runner.quality import privacy
 
     validation = job.spec.validation
+    owners = _owners(real, graph, strategy)
     out: list[dict[str, Any]] = []
     for table in graph.order:
-        rel = primary_relation(graph, table)
+        rel = owners[table]
         if rel is None:
             continue
         train_idx, holdout_idx = splits[table]

@@ -268,6 +268,21 @@ def primary_relation(graph: SchemaGraph, table: str) -> Relation | None:
     return sorted(parents, key=lambda r: (-len(r.child_key), -level[r.parent], r.index))[0]
 
 
+def context_relation(graph: SchemaGraph, table: str, rows: Mapping[str, int]) -> Relation | None:
+    """The parent a child is generated in the context of (the context strategy).
+
+    The ``orderBy`` relationship when there is one; else the parent with the most rows: the
+    context model learns from one sequence per parent row, so a parent of 16 rows (airlines)
+    teaches it far less than one of 86 (airports), however many children each has. Ties
+    follow :func:`primary_relation`.
+    """
+    fallback = primary_relation(graph, table)
+    if fallback is None or graph.sequence_of(table) is not None:
+        return fallback
+    parents = graph.parents_of(table)
+    return sorted(parents, key=lambda r: (-rows.get(r.parent, 0), r != fallback, r.index))[0]
+
+
 @dataclass
 class _TablePlan:
     name: str
@@ -330,7 +345,11 @@ class IndependentStrategy:
                 dtypes=real.dtypes,
                 analysis=analysis,
                 modelled=modelled,
-                primary=primary_relation(self.graph, table),
+                primary=(
+                    context_relation(self.graph, table, {t: len(f) for t, f in frames.items()})
+                    if self.context
+                    else primary_relation(self.graph, table)
+                ),
                 real=real,
             )
             sequence = self.graph.sequence_of(table)
