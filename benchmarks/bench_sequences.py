@@ -275,7 +275,13 @@ def main() -> None:
         used = {t: frames[t] for t in ("airports", "airlines", "flights")}
         fpaths = nf.write_tables(folder / "flights", used)
         rels = [
-            {"parent": "airports", "parentKey": "faa", "child": "flights", "childKey": "dest"},
+            {
+                "parent": "airports",
+                "parentKey": "faa",
+                "child": "flights",
+                "childKey": "dest",
+                "onOrphans": "drop",  # four destinations (BQN, PSE, SJU, STT) are not airports
+            },
             {
                 "parent": "airlines",
                 "parentKey": "carrier",
