@@ -6,7 +6,9 @@ For each image (scripts/images.py names them from the chart):
   layer cache, every wheel downloaded again), deleted afterwards; only for the images named by
   ``--cold`` (default: the operator: a runner's cold build downloads several GB of wheels and
   needs about twice its image size in free disk);
-* warm build: the same build again with the layer cache (what a rebuild without changes costs);
+* warm build: the same build again with the layer cache (what a rebuild without changes costs;
+  run it right after ``make images``: sources changed since then rebuild their layers, and a
+  pruned cache — ``buildah rmi --prune`` — makes it a cold build);
 * size: the image's layers, uncompressed, and its OCI archive (gzip) when ``make images`` wrote one;
 * start: ``buildah run`` (chroot isolation, uid 10001) of the entry point's ``--help`` until its
   first line of output — the runner's first log line — median of ``--starts`` runs; and, for
