@@ -1,6 +1,6 @@
 """Build, check and describe the project's OCI images (``make images``; docs/images.md).
 
-    python scripts/images.py build [operator core argn]   build, export, SBOM, sizes
+    python scripts/images.py build [operator core argn]   build, export, SBOM, sizes, --help
     python scripts/images.py base                         the base image alone
     python scripts/images.py sizes | check | sbom | digests
     python scripts/images.py lock                         regenerate constraints/*-hashes.txt
@@ -785,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line; see the module docstring."""
     parser = argparse.ArgumentParser(prog="scripts/images.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="build, export, SBOM and sizes")
+    b = sub.add_parser("build", help="build, export, SBOM, sizes, entry points' --help")
     b.add_argument("names", nargs="*", help="operator, core, argn (default: all)")
     b.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     b.add_argument("--no-sbom", action="store_true")
@@ -816,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.no_sbom:
                     sbom(chosen)
                 print_sizes(chosen)
+                check(chosen)
             for name, seconds in times.items():
                 print(f"{name}: built in {seconds:.0f} s")
         elif tool != "buildah":
