@@ -47,7 +47,7 @@ class Kubectl:
             capture_output=True,
             text=True,
             check=False,
-            timeout=120,
+            timeout=300,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{proc.stderr}")
@@ -81,7 +81,7 @@ def api(kubectl: Kubectl) -> None:
     kubectl(
         "wait",
         "--for=condition=Established",
-        "--timeout=60s",
+        "--timeout=180s",  # generous: a loaded 2-core machine has taken more than 60 s
         *[f"crd/{kind.crd_name}" for kind in crdgen.KINDS],
     )
 
