@@ -337,8 +337,29 @@ def _splits(
         parent = frames[rel.parent].iloc[out[rel.parent][1]]
         held = set(key_strings(parent, rel.parent_key).dropna().tolist())
         mask = key_strings(frame, rel.child_key).isin(held).to_numpy()
+        if mask.sum() < MIN_HOLDOUT_ROWS or (~mask).sum() < MIN_HOLDOUT_ROWS:
+            # Too few parents held out to hold out whole families (three origin airports
+            # over the weather hours): split this table by row, as a root; the linked
+            # privacy evaluation of this relationship then reports itself not computed.
+            out[table] = split_indices(len(frame), validation.holdout_fraction, seed)
+            continue
         out[table] = (np.flatnonzero(~mask), np.flatnonzero(mask))
     return out
+
+
+MIN_HOLDOUT_ROWS = 10
+"""Fewest held-out (and training) rows a whole-parent holdout needs."""
+
+
+def _whole_parents_held_out(
+    child: pd.DataFrame, parent: pd.DataFrame, rel: Relation, holdout_idx: Any, parent_held: Any
+) -> bool:
+    """True when the child's holdout is exactly the children of held-out parent rows."""
+    from tabular_runner.multitable.integrity import key_strings
+
+    held = set(key_strings(parent.iloc[parent_held], rel.parent_key).dropna().tolist())
+    mask = key_strings(child, rel.child_key).isin(held).to_numpy()
+    return bool(mask.sum() == len(holdout_idx) and mask[holdout_idx].all())
 
 
 def _put_model(store: ArtifactStore, strategy: Strategy) -> str:
@@ -954,13 +975,14 @@ def _linked_privacy(
         if rel is None:
             continue
         train_idx, holdout_idx = splits[table]
-        if len(holdout_idx) < 10 or len(train_idx) < 10:
-            out.append(
-                {
-                    "relationship": rel.name,
-                    "privacy": {"computed": False, "reason": "fewer than 10 held-out rows"},
-                }
+        if not _whole_parents_held_out(
+            real[table], real[rel.parent], rel, holdout_idx, splits[rel.parent][1]
+        ):
+            reason = (
+                f"too few {rel.parent} rows held out to hold out whole families "
+                f"(the holdout of {table} is split by row instead)"
             )
+            out.append({"relationship": rel.name, "privacy": {"computed": False, "reason": reason}})
             continue
 
         def joined(
