@@ -332,24 +332,17 @@ class PodRunner(threading.Thread):
         agent = self.agent
         entry = logic.match_image(spec.get("image", ""), agent.cfg.images)
         if entry is None:
-            state.state, state.reason = "waiting", "ErrImagePull"
-            state.message = (
+            return self._waiting(
+                state,
+                "ErrImagePull",
                 f'image "{spec.get("image")}" is not mapped in {IMAGES_FILE.name} '
-                "(containers are local processes)"
+                "(containers are local processes)",
             )
-            self.report()
-            return None
         try:
             env = logic.resolve_env(spec, self.pod, agent.lookup, self.spec.get("nodeName", ""))
             argv = logic.container_argv(spec, entry, env)
         except logic.ContainerConfigError as e:
-            state.state, state.reason, state.message = (
-                "waiting",
-                "CreateContainerConfigError",
-                str(e),
-            )
-            self.report()
-            return None
+            return self._waiting(state, "CreateContainerConfigError", str(e))
         name = state.name
         term = self.dir / f"{name}.termination-log"
         term.write_text("")
@@ -375,6 +368,23 @@ class PodRunner(threading.Thread):
         )
         return self._spawn(state, argv, argv, full_env, cwd)
 
+    def _waiting(
+        self, state: logic.ContainerState, reason: str, message: str
+    ) -> subprocess.Popen[bytes] | None:
+        """The container cannot start yet (retried like the kubelet): report why; no process."""
+        state.state, state.reason, state.message = "waiting", reason, message
+        self.report()
+        return None
+
+    def _start_failed(
+        self, state: logic.ContainerState, message: str
+    ) -> subprocess.Popen[bytes] | None:
+        """The container's process could not be started (exit 128, ``StartError``); no process."""
+        state.state, state.reason, state.message = "terminated", "StartError", message
+        state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
+        self.report()
+        return None
+
     def _spawn(
         self,
         state: logic.ContainerState,
@@ -398,10 +408,7 @@ class PodRunner(threading.Thread):
                     start_new_session=True,
                 )
         except OSError as e:
-            state.state, state.reason, state.message = "terminated", "StartError", str(e)
-            state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
-            self.report()
-            return None
+            return self._start_failed(state, str(e))
         self.procs[name] = proc
         self.agent.record_pid(self.uid, name, proc.pid)
         state.state, state.reason, state.message, state.exit_code = "running", "", "", None
@@ -416,25 +423,18 @@ class PodRunner(threading.Thread):
         """Image mode: run the container inside its image (see :class:`LocalImages`)."""
         image = images.config(spec.get("image", ""))
         if image is None:
-            state.state, state.reason = "waiting", "ErrImagePull"
-            state.message = (
-                f'image "{spec.get("image")}" is not in the local image storage (make images)'
+            return self._waiting(
+                state,
+                "ErrImagePull",
+                f'image "{spec.get("image")}" is not in the local image storage (make images)',
             )
-            self.report()
-            return None
         try:
             env = logic.resolve_env(
                 spec, self.pod, self.agent.lookup, self.spec.get("nodeName", "")
             )
             argv = logic.image_argv(spec, image, env)
         except logic.ContainerConfigError as e:
-            state.state, state.reason, state.message = (
-                "waiting",
-                "CreateContainerConfigError",
-                str(e),
-            )
-            self.report()
-            return None
+            return self._waiting(state, "CreateContainerConfigError", str(e))
         name = state.name
         # The pod directory is mounted at the same path inside: a non-root user writes there.
         self.dir.chmod(0o777)
@@ -460,10 +460,7 @@ class PodRunner(threading.Thread):
         try:
             images.create(container, image)
         except subprocess.CalledProcessError as e:
-            state.state, state.reason, state.message = "terminated", "StartError", e.stderr[-500:]
-            state.exit_code, state.started_at, state.finished_at = 128, now_iso(), now_iso()
-            self.report()
-            return None
+            return self._start_failed(state, e.stderr[-500:])
         self._containers.add(container)
         state.image_id = image.image_id
         command = images.run_argv(
