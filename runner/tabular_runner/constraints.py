@@ -375,6 +375,28 @@ def _check_present(
                 )
 
 
+def _prepare(
+    constraints: Sequence[Constraint], df: pd.DataFrame, real: pd.DataFrame
+) -> tuple[list[ConstraintOutcome], dict[int, set[tuple[Any, ...]]]]:
+    """Check the columns; return an empty outcome per constraint and the allowed combinations."""
+    _check_present(constraints, df, real)
+    outcomes = [
+        ConstraintOutcome(
+            index=i,
+            type=c.type,
+            columns=constraint_columns(c),
+            action=_ACTIONS[c.type],
+        )
+        for i, c in enumerate(constraints)
+    ]
+    allowed = {
+        i: set(_combination_keys(real, list(c.columns)))
+        for i, c in enumerate(constraints)
+        if isinstance(c, FixedCombinationsConstraint)
+    }
+    return outcomes, allowed
+
+
 def enforce(
     df: pd.DataFrame,
     constraints: Sequence[Constraint],
@@ -404,21 +426,7 @@ def enforce(
         EngineError: when ``resample`` returns rows without the expected columns.
     """
     columns = list(df.columns)
-    _check_present(constraints, df, real)
-    outcomes = [
-        ConstraintOutcome(
-            index=i,
-            type=c.type,
-            columns=constraint_columns(c),
-            action=_ACTIONS[c.type],
-        )
-        for i, c in enumerate(constraints)
-    ]
-    allowed = {
-        i: set(_combination_keys(real, list(c.columns)))
-        for i, c in enumerate(constraints)
-        if isinstance(c, FixedCombinationsConstraint)
-    }
+    outcomes, allowed = _prepare(constraints, df, real)
     report = ConstraintReport(constraints=outcomes, rows=rows)
     kept: list[pd.DataFrame] = []
     kept_rows = 0
@@ -459,6 +467,63 @@ def enforce(
         batch = batch[columns]
 
     result = pd.concat(kept, ignore_index=True) if kept else df.iloc[:0].reset_index(drop=True)
+    return result, report
+
+
+ROW = "__aumos_row"
+
+
+def enforce_rows(
+    df: pd.DataFrame,
+    constraints: Sequence[Constraint],
+    *,
+    real: pd.DataFrame,
+    regenerate: Callable[[list[int], int], pd.DataFrame],
+    max_rounds: int = 20,
+) -> tuple[pd.DataFrame, ConstraintReport]:
+    """:func:`enforce` for rows that answer given rows (a seed, a table with holes).
+
+    Row ``i`` of the result stays the answer to given row ``i``: a row the constraints reject
+    is drawn again from its own given cells (``regenerate(positions, round)`` returns one
+    new row per position), never replaced by another row. Repairs (clamping, swapping) apply
+    as in :func:`enforce`, also to given cells that break a constraint.
+
+    Raises:
+        UserInputError: naming the constraint, when some rows still break it after
+            ``max_rounds`` rounds (e.g. the given cells themselves break it).
+    """
+    rows = len(df)
+    columns = list(df.columns)
+    outcomes, allowed = _prepare(constraints, df, real)
+    seen: dict[int, set[tuple[Any, ...]]] = {
+        i: set() for i, c in enumerate(constraints) if isinstance(c, UniqueConstraint)
+    }
+    report = ConstraintReport(constraints=outcomes, rows=rows)
+    kept: list[pd.DataFrame] = []
+    kept_rows = 0
+    batch = df.reset_index(drop=True).assign(**{ROW: range(rows)})
+    while True:
+        report.rows_sampled += len(batch)
+        accepted = _treat(batch.copy(), constraints, outcomes, allowed, seen)
+        report.rows_rejected += len(batch) - len(accepted)
+        kept.append(accepted)
+        kept_rows += len(accepted)
+        for i, keys in seen.items():
+            constraint = constraints[i]
+            assert isinstance(constraint, UniqueConstraint)
+            keys.update(_unique_keys(accepted, constraint.columns))
+        missing = sorted(set(batch[ROW]) - set(accepted[ROW]))
+        if not missing:
+            break
+        if report.rounds >= max_rounds:
+            _give_up(constraints, outcomes, kept_rows, rows, report.rounds)
+        report.rounds += 1
+        fresh = regenerate(missing, report.rounds).reset_index(drop=True)
+        absent = [c for c in columns if c not in fresh.columns]
+        if absent or len(fresh) != len(missing):
+            raise EngineError(f"regenerated rows do not answer the {len(missing)} given rows")
+        batch = fresh[columns].assign(**{ROW: missing})
+    result = pd.concat(kept).sort_values(ROW).drop(columns=[ROW]).reset_index(drop=True)
     return result, report
 
 

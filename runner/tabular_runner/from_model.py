@@ -155,6 +155,10 @@ def check_fits(job: SynthesisJob, trained: dict[str, Any], analysis: TableAnalys
             f"set generator.type to {trained.get('generator')} (or auto)",
         )
     check_constraints(spec.constraints, analysis.column_names, analysis)
+    if spec.generation is not None and spec.generation.requested:
+        from tabular_runner.generators import check_controls
+
+        check_controls(GeneratorType(trained["generator"]), spec.generation.requested)
 
 
 def check_source_fits(columns: Sequence[str], analysis: TableAnalysis) -> None:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tabular_runner.analysis import TableAnalysis
+    from tabular_runner.constraints import Combination
     from tabular_runner.storage.base import ArtifactStore
     from tabular_runner.storage.s3 import S3Settings
 
@@ -180,6 +181,15 @@ def _read_source(source: SourceSpec, ctx: StageContext) -> pd.DataFrame:
     return frame
 
 
+def _data_columns(modelled: list[str], combos: list[Combination]) -> set[str]:
+    """The data columns behind the model's columns (a fixed combination's parts included)."""
+    columns = set(modelled)
+    for combo in combos:
+        columns.discard(combo.name)
+        columns.update(combo.columns)
+    return columns
+
+
 def _stored_plan(store: ArtifactStore) -> tuple[GeneratorSpec, str] | None:
     """``auto``'s choice stored by a train stage of another engine, if any."""
     try:
@@ -251,6 +261,7 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
                 gpu=use_gpu and cuda_available(),
                 argn=engines.auto_may_use(engines.ARGN),
             )
+            generator, reason = _serving_controls(generator, reason, spec)
             engine = engines.engine_for(generator.type)
             if engine != engines.current_engine():
                 handoff = {
@@ -265,6 +276,10 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
                 ctx.progress("train", 3, 3, f"auto chose {generator.type.value} ({engine})")
                 return handoff
     check_params(generator)
+    if spec.generation is not None and spec.generation.requested:
+        from tabular_runner.generators import check_controls
+
+        check_controls(generator.type, spec.generation.requested)  # before training, not after
 
     synthesizer = create_synthesizer(generator, spec.privacy)
     # Fixed combinations are modelled as one joint column (see constraints.merge_combinations).
@@ -322,11 +337,35 @@ def stage_train(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> d
     return result
 
 
+def _serving_controls(
+    generator: GeneratorSpec, reason: str, spec: SynthesisJobSpec
+) -> tuple[GeneratorSpec, str]:
+    """``auto``'s pick, or the generator that serves the job's generation controls."""
+    from tabular_runner.generators import CONTROLS, TEMPERATURE
+
+    requested = set(spec.generation.requested) if spec.generation is not None else set()
+    if requested <= CONTROLS[generator.type]:
+        return generator, reason
+    argn = engines.auto_may_use(engines.ARGN)
+    if spec.privacy is not None or TEMPERATURE in requested:
+        if not argn:
+            return generator, reason  # refused at training with the generators that serve it
+        pick = GeneratorType.TABULARARGN
+    else:
+        pick = GeneratorType.GAUSSIAN_COPULA
+    asked = ", ".join(sorted(requested - CONTROLS[generator.type]))
+    params = {k: v for k, v in generator.params.items() if k == "useGpu"}
+    return GeneratorSpec(type=pick, params=params), (
+        f"{reason}; generation.{asked} needs a generator that serves it: {pick.value}"
+    )
+
+
 def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -> dict[str, Any]:
     """Sample the trained model, restore identifiers and PII as fakes, enforce constraints."""
     from tabular_runner.constraints import Combination, enforce, split_combinations
     from tabular_runner.from_model import check_source_fits, import_model
     from tabular_runner.generators import load_synthesizer
+    from tabular_runner.generators.base import SampleRequest
     from tabular_runner.pii import regenerate_sensitive
     from tabular_runner.storage.tables import write_table
 
@@ -354,24 +393,85 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
     combos = [Combination.from_dict(c) for c in train_result.get("combinations", [])]
     modelled = list(train_result["modelledColumns"])
     drawn = {"calls": 0, "rows": 0}
+    plan = None
+    if spec.generation is not None and spec.generation.requested:
+        from tabular_runner import controls
+
+        plan = controls.plan(
+            spec.generation,
+            GeneratorType(train_result["generator"]),
+            analysis,
+            [c for c in analysis.column_names if c in _data_columns(modelled, combos)],
+            real,
+            rows,
+            combos,
+            controls.Reader(ctx.base_dir, ctx.source_s3),
+            spec.seed,
+        )
+        rows = plan.rows if plan.rows is not None else rows
+    temperature = plan.temperature if plan is not None else None
+
+    def finish(sampled: pd.DataFrame, seed: int) -> pd.DataFrame:
+        if combos:
+            sampled = split_combinations(sampled, combos, modelled)
+        batch = regenerate_sensitive(sampled, analysis, real, seed=seed, id_start=drawn["rows"])
+        drawn["rows"] += len(batch)
+        return batch
 
     def draw(n: int) -> pd.DataFrame:
         # Each batch gets its own seed and continues the id sequence of the ones before,
         # so resampled rows never repeat an identifier.
         drawn["calls"] += 1
         seed = spec.seed + drawn["calls"]
-        sampled = synthesizer.sample(n, seed=seed)
-        if combos:
-            sampled = split_combinations(sampled, combos, modelled)
-        batch = regenerate_sensitive(sampled, analysis, real, seed=seed, id_start=drawn["rows"])
-        drawn["rows"] += n
-        return batch
+        if temperature is None:
+            return finish(synthesizer.sample(n, seed=seed), seed)
+        request = SampleRequest(temperature=temperature)
+        return finish(synthesizer.sample_controlled(n, seed, request), seed)
 
     ctx.progress("generate", 1, 3, f"sampling {rows} rows")
     sample_started = ctx.clock()
-    synthetic = draw(rows)
-    ctx.progress("generate", 2, 3, "enforcing constraints")
-    synthetic, report = enforce(synthetic, spec.constraints, rows=rows, real=real, resample=draw)
+    if plan is not None and plan.given is not None:
+        from tabular_runner.constraints import enforce_rows
+        from tabular_runner.controls import model_space
+
+        given = model_space(plan.given, combos)
+        fill = tuple(c for c in given.columns if c in plan.fill) + tuple(
+            combo.name
+            for combo in combos
+            if combo.name in given.columns and set(combo.columns) & set(plan.fill)
+        )
+        table = plan.table
+
+        def draw_given(positions: list[int], attempt: int) -> pd.DataFrame:
+            drawn["calls"] += 1
+            seed = spec.seed + drawn["calls"]
+            request = SampleRequest(
+                given=given.iloc[positions].reset_index(drop=True),
+                fill=fill,
+                temperature=temperature,
+            )
+            batch = finish(synthesizer.sample_controlled(len(positions), seed, request), seed)
+            if table is not None:  # identifiers and personal data the table gives are kept
+                rows_given = table.iloc[positions].reset_index(drop=True)
+                for column in rows_given.columns:
+                    if column in batch.columns and column not in given.columns:
+                        present = rows_given[column].notna()
+                        values = batch[column].astype(object)
+                        values[present] = rows_given[column][present].astype(object)
+                        batch[column] = values
+            return batch
+
+        synthetic = draw_given(list(range(rows)), 0)
+        ctx.progress("generate", 2, 3, "enforcing constraints")
+        synthetic, report = enforce_rows(
+            synthetic, spec.constraints, real=real, regenerate=draw_given
+        )
+    else:
+        synthetic = draw(rows)
+        ctx.progress("generate", 2, 3, "enforcing constraints")
+        synthetic, report = enforce(
+            synthetic, spec.constraints, rows=rows, real=real, resample=draw
+        )
     if len(synthetic) != rows:  # enforce() guarantees this; keep the promise visible.
         raise TabularError(f"generated {len(synthetic)} rows instead of {rows}")
     generation_s = ctx.clock() - sample_started
@@ -389,6 +489,13 @@ def stage_generate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         "outputFormat": spec.output.format.value,
         "constraints": constraints,
     }
+    if plan is not None:
+        result["generation"] = {
+            "requested": plan.requested,
+            "rows": rows,
+            "filledColumns": list(plan.fill),
+            **plan.notes,
+        }
     if spec.from_model is not None:
         # The operator runs no train stage here: tell it what it would have learnt there.
         result["fromModel"] = train_result["fromModel"]
@@ -435,9 +542,20 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
     scored = analysis.modelled_columns
     sdtypes = {c: t for c, t in analysis.sdtypes().items() if c in scored}
 
+    reference, quality_reference = train, "the real training rows"
+    generation = spec.generation if spec.generation and spec.generation.requested else None
+    if generation is not None and generation.rebalance is not None:
+        from tabular_runner.controls import reweighted
+
+        asked = generation.rebalance
+        reference = reweighted(train, asked.column, asked.shares, spec.seed)
+        quality_reference = (
+            f"the real training rows reweighted to the asked shares of {asked.column} "
+            "(each category keeps its own real rows)"
+        )
     ctx.progress("validate", 1, 4, "fidelity (SDMetrics)")
     fid = fidelity.evaluate(
-        train[scored],
+        reference[scored],
         synthetic[scored],
         sdtypes=sdtypes,
         sample_rows=spec.validation.quality_sample_rows,
@@ -478,11 +596,18 @@ def stage_validate(job: SynthesisJob, store: ArtifactStore, ctx: StageContext) -
         "privacyScore": priv.privacy_score if priv else None,
         "privacyRisk": priv.max_risk if priv else None,
         "gate": verdict.to_dict(),
+        "qualityReference": quality_reference,
         "analysis": analysis.to_dict(),
         "constraints": generate_result["constraints"],
         "output": {"uri": generate_result["outputUri"], "format": spec.output.format.value},
         "seed": spec.seed,
     }
+    if generation is not None:
+        from tabular_runner.controls import Reader
+        from tabular_runner.controls import evaluate as evaluate_generation
+
+        reader = Reader(ctx.base_dir, ctx.source_s3)
+        report["generation"] = evaluate_generation(generation, synthetic, real, reader)
     if "fromModel" in train_result:
         report["fromModel"] = train_result["fromModel"]
         report["epsilonSpent"] = 0.0

@@ -457,6 +457,99 @@ class FromModel(_Model):
         return self
 
 
+class TableRef(_Model):
+    """A table the job reads besides its source (a seed, a table with holes)."""
+
+    uri: str = Field(
+        description="`file://path` (relative to the manifest) or `s3://bucket/key`, read with "
+        "the source's identity."
+    )
+    format: DataFormat | None = Field(
+        default=None, description="csv or parquet; inferred from the file extension if unset."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        return SourceSpec._scheme(value)
+
+    def resolved_format(self) -> DataFormat:
+        """Return the explicit format or the one implied by the file extension."""
+        return SourceSpec(uri=self.uri, format=self.format).resolved_format()
+
+
+SHARES_TOLERANCE = 1e-6
+"""How far ``rebalance.shares`` may sum from 1."""
+
+MAX_REBALANCE_CATEGORIES = 1000
+
+
+class RebalanceSpec(_Model):
+    """Draw a categorical column's values in given shares (the rest of each row follows)."""
+
+    column: str = Field(min_length=1, description="A categorical or boolean column.")
+    shares: dict[str, float] = Field(
+        min_length=1,
+        max_length=MAX_REBALANCE_CATEGORIES,
+        description="Category -> share of the output rows; shares sum to 1. Categories not "
+        "named get none.",
+    )
+
+    @model_validator(mode="after")
+    def _sum(self) -> RebalanceSpec:
+        bad = [k for k, v in self.shares.items() if not 0 <= v <= 1]
+        if bad:
+            raise ValueError(f"[shares] each share is between 0 and 1 ({bad[0]!r} is not)")
+        total = sum(self.shares.values())
+        if abs(total - 1) > SHARES_TOLERANCE:
+            raise ValueError(
+                f"[shares] shares sum to {total:g}, not 1; make them add up to 1 "
+                '(e.g. {">50K": 0.5, "<=50K": 0.5})'
+            )
+        return self
+
+
+class GenerationSpec(_Model):
+    """How to draw rows from the model: seeded, rebalanced, imputing, or at a temperature."""
+
+    seed: TableRef | None = Field(
+        default=None,
+        description="One output row per seed row: the seed's columns are kept as given "
+        "(an empty cell stays empty), the other columns are generated to fit them.",
+    )
+    rebalance: RebalanceSpec | None = Field(
+        default=None, description="A categorical column drawn in the given shares."
+    )
+    impute: TableRef | None = Field(
+        default=None,
+        description="A table with the model's columns: its empty cells are filled, its "
+        "present cells kept; one output row per row.",
+    )
+    temperature: float | None = Field(
+        default=None,
+        gt=0,
+        le=5,
+        description="Sampling temperature (< 1: more typical rows, > 1: more diverse); "
+        "TabularARGN only.",
+    )
+
+    @model_validator(mode="after")
+    def _one_table_control(self) -> GenerationSpec:
+        given = [n for n in ("seed", "rebalance", "impute") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"[{given[1]}] set only one of seed, rebalance and impute (temperature "
+                "combines with any)"
+            )
+        return self
+
+    @property
+    def requested(self) -> list[str]:
+        """The controls asked for, by field name."""
+        names = ("seed", "rebalance", "impute", "temperature")
+        return [n for n in names if getattr(self, n) is not None]
+
+
 # ---------------------------------------------------------------------------------------
 # Resources
 
@@ -512,6 +605,11 @@ class SynthesisJobSpec(_Model):
     queue_name: str | None = None
     suspend: bool = False
     from_model: FromModel | None = None
+    generation: GenerationSpec | None = Field(
+        default=None,
+        description="Seeded, rebalanced or imputing generation, and temperature "
+        "(single-table jobs; with or without fromModel).",
+    )
     sequence: SequenceSpec | None = Field(
         default=None,
         description="The source is a table of histories: entityColumn groups rows, orderBy "
@@ -537,6 +635,20 @@ class SynthesisJobSpec(_Model):
             )
         if self.sequence is not None and self.sequence.entity_column == self.sequence.order_by:
             raise ValueError("[sequence.orderBy] must differ from sequence.entityColumn")
+        if self.generation is not None and self.generation.requested:
+            where = "schemaRef" if self.schema_ref is not None else "sequence"
+            if self.schema_ref is not None or self.sequence is not None:
+                raise ValueError(
+                    f"[generation] generation controls apply to single-table jobs; remove "
+                    f"generation or {where}"
+                )
+            fixed = self.generation.seed or self.generation.impute
+            if fixed is not None and (self.rows is not None or self.scale is not None):
+                which = "seed" if self.generation.seed is not None else "impute"
+                raise ValueError(
+                    f"[rows] with generation.{which} the output has one row per row of that "
+                    "table; remove rows and scale"
+                )
         if self.generator is not None:
             _check_privacy(self.generator.type, self.privacy)
             if self.generator.type is GeneratorType.HMA and self.schema_ref is None:

@@ -139,6 +139,14 @@ BY_MODEL: dict[str, dict[str, Any]] = {
                 "fieldPath": ".scale",
                 "reason": "FieldValueForbidden",
             },
+            {
+                "rule": "!has(self.generation) || !(has(self.generation.seed) || "
+                "has(self.generation.impute)) || !(has(self.rows) || has(self.scale))",
+                "message": "with generation.seed or generation.impute the output has one row "
+                "per row of that table; remove rows and scale",
+                "fieldPath": ".rows",
+                "reason": "FieldValueForbidden",
+            },
             *_privacy_rules("!has(self.generator) || "),
             *_public_domain_rules("!has(self.generator) || "),
             {
@@ -170,6 +178,17 @@ BY_MODEL: dict[str, dict[str, Any]] = {
                 "reason": "FieldValueInvalid",
             }
         ],
+    },
+    "GenerationSpec": {
+        "x-kubernetes-validations": [
+            {
+                "rule": "(has(self.seed) ? 1 : 0) + (has(self.rebalance) ? 1 : 0) "
+                "+ (has(self.impute) ? 1 : 0) <= 1",
+                "message": "set only one of seed, rebalance and impute (temperature combines "
+                "with any)",
+                "reason": "FieldValueForbidden",
+            },
+        ]
     },
     "FromModel": {
         "x-kubernetes-validations": [
@@ -226,6 +245,11 @@ BY_FIELD: dict[str, dict[str, Any]] = {
         "maxLength": URI_MAX,
         "x-kubernetes-validations": _uri_rules("prefix", "s3://bucket/prefix or file://dir"),
     },
+    "TableRef.uri": {
+        "maxLength": URI_MAX,
+        "x-kubernetes-validations": _uri_rules("file", "file://seed.csv or s3://bucket/seed.csv"),
+    },
+    "RebalanceSpec.column": {"maxLength": COLUMN_MAX},
     "FromModel.uri": {"maxLength": URI_MAX},
     "FromModel.jobName": {"maxLength": REF_MAX},
     "SecretRef.name": {"maxLength": REF_MAX},

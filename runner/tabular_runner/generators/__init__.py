@@ -42,7 +42,9 @@ __all__ = [
     "FitContext",
     "PrivacyAccounting",
     "Synthesizer",
+    "CONTROLS",
     "adapter_path",
+    "check_controls",
     "check_params",
     "choose_generator",
     "create_synthesizer",
@@ -70,6 +72,49 @@ _ADAPTERS: dict[GeneratorType, str] = {
 _NOT_YET: dict[GeneratorType, str] = {
     GeneratorType.HMA: "is multi-table and arrives with the MultiTableSchema work",
 }
+
+SEED, REBALANCE, IMPUTE, TEMPERATURE = "seed", "rebalance", "impute", "temperature"
+_BY_REJECTION = frozenset({SEED, REBALANCE})
+
+CONTROLS: dict[GeneratorType, frozenset[str]] = {
+    # GaussianCopula conditions exactly in its latent normal space (generators.conditional).
+    GeneratorType.GAUSSIAN_COPULA: frozenset({SEED, REBALANCE, IMPUTE}),
+    # SDV conditions these by drawing rows and keeping those that match (categorical cells).
+    GeneratorType.CTGAN: _BY_REJECTION,
+    GeneratorType.TVAE: _BY_REJECTION,
+    GeneratorType.COPULAGAN: _BY_REJECTION,
+    # SmartNoise has no conditional sampling: rows drawn and kept where they match (sampling a
+    # DP model is post-processing: no ε).
+    GeneratorType.MST: _BY_REJECTION,
+    GeneratorType.AIM: _BY_REJECTION,
+    GeneratorType.PATECTGAN: _BY_REJECTION,
+    GeneratorType.DPCTGAN: _BY_REJECTION,
+    # TabularARGN: seed_data, imputation and sampling_temperature of mostlyai-engine.
+    GeneratorType.TABULARARGN: frozenset({SEED, REBALANCE, IMPUTE, TEMPERATURE}),
+}
+"""``spec.generation`` controls each generator serves (docs/generation.md)."""
+
+CATEGORICAL_ONLY = frozenset(kind for kind, served in CONTROLS.items() if served == _BY_REJECTION)
+"""Generators that condition by rejection: only on categorical or boolean columns."""
+
+
+def check_controls(kind: GeneratorType, requested: list[str]) -> None:
+    """Refuse a control ``kind`` does not serve, naming the generators that do.
+
+    Raises:
+        UserInputError: naming ``spec.generation.<control>``.
+    """
+    for control in requested:
+        if control in CONTROLS.get(kind, frozenset()):
+            continue
+        having = sorted(k.value for k, served in CONTROLS.items() if control in served)
+        raise UserInputError(
+            f"spec.generation.{control}",
+            f"generator {kind.value} does not support {control} (generators that do: "
+            f"{', '.join(having)})",
+            f"remove generation.{control}, or train the model with one of those generators",
+        )
+
 
 MODEL_FORMAT = "aumos-tabular-model/1"
 """Marker of the one-file model envelope written by every adapter's ``save``."""

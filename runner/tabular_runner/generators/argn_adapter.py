@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tabular_runner.errors import EngineError, UserInputError
-from tabular_runner.generators.base import FitContext, PrivacyAccounting, ProgressCallback
+from tabular_runner.generators.base import (
+    FitContext,
+    PrivacyAccounting,
+    ProgressCallback,
+    SampleRequest,
+)
 from tabular_runner.generators.device import CPU, CUDA, cuda_available, device_name, wants_gpu
 from tabular_runner.spec import GeneratorType
 
@@ -121,23 +126,44 @@ class ArgnSynthesizer:
 
     def sample(self, rows: int, seed: int | None = None) -> pd.DataFrame:
         """Generate ``rows`` rows with the training columns and dtypes."""
+        return self.sample_controlled(rows, seed if seed is not None else 0, SampleRequest())
+
+    def sample_controlled(self, rows: int, seed: int, request: SampleRequest) -> pd.DataFrame:
+        """Rows from the engine: seeded, imputing, at a sampling temperature.
+
+        A seed is the engine's ``seed_data``, imputation its ``imputation`` (the given rows
+        with holes as ``seed_data``); a rebalanced column arrives as a seed column.
+        """
         import pandas as pd
         from mostlyai import engine
+        from mostlyai.engine.domain import ImputationConfig
 
         from tabular_runner.generators import conform
+        from tabular_runner.generators.conditional import restore_given
 
         if self._model is None or self._dtypes is None:
             raise EngineError("TabularARGN: sample() called before fit()")
         device = CUDA if self._use_gpu and cuda_available() else CPU
+        given = request.given.reset_index(drop=True) if request.given is not None else None
         with tempfile.TemporaryDirectory(prefix="aumos-argn-") as tmp:
             workspace = Path(tmp) / "ws"
             _unpack(self._model, workspace)
             engine.set_random_state(seed)
-            engine.generate(sample_size=rows, device=device, workspace_dir=workspace)
+            engine.generate(
+                seed_data=given,
+                sample_size=None if given is not None else rows,
+                sampling_temperature=request.temperature or 1.0,
+                imputation=ImputationConfig(columns=list(request.fill)) if request.fill else None,
+                device=device,
+                workspace_dir=workspace,
+            )
             frame = pd.read_parquet(workspace / "SyntheticData")
         # The engine returns nullable extension dtypes (Int64, string); give back the
         # training frame's dtypes so every engine's output looks the same downstream.
-        return conform(_to_numpy_dtypes(frame), self._dtypes)
+        frame = conform(_to_numpy_dtypes(frame), self._dtypes)
+        if given is not None:
+            frame = conform(restore_given(frame, given, request.fill), self._dtypes)
+        return frame
 
     def save(self, path: Path) -> None:
         """Write the model (the packed engine workspace) to one file."""

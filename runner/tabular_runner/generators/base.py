@@ -68,6 +68,19 @@ class FitContext:
     progress: ProgressCallback | None = None
 
 
+@dataclass(frozen=True)
+class SampleRequest:
+    """What ``spec.generation`` asks of one draw (see :mod:`tabular_runner.controls`)."""
+
+    given: pd.DataFrame | None = None
+    """One output row per row: its present cells kept, the other columns generated to fit
+    them. Columns are the model's (fixed combinations already merged)."""
+    fill: tuple[str, ...] = ()
+    """Given columns whose empty cells are generated (imputation); other empty given cells
+    stay empty."""
+    temperature: float | None = None
+
+
 @runtime_checkable
 class Synthesizer(Protocol):
     """A trainable tabular generator."""
@@ -80,6 +93,12 @@ class Synthesizer(Protocol):
 
     def sample(self, rows: int, seed: int | None = None) -> pd.DataFrame:
         """Return ``rows`` new rows with the training columns."""
+
+    def sample_controlled(self, rows: int, seed: int, request: SampleRequest) -> pd.DataFrame:
+        """Rows drawn as ``request`` asks: ``len(request.given)`` rows when it is set.
+
+        Only called with the controls the generator serves (``generators.CONTROLS``).
+        """
 
     def save(self, path: Path) -> None:
         """Persist the trained model to one file."""

@@ -28,7 +28,12 @@ import pandas as pd
 
 from tabular_runner.errors import UserInputError
 from tabular_runner.generators import conform, save_envelope
-from tabular_runner.generators.base import FitContext, PrivacyAccounting, ProgressCallback
+from tabular_runner.generators.base import (
+    FitContext,
+    PrivacyAccounting,
+    ProgressCallback,
+    SampleRequest,
+)
 from tabular_runner.generators.device import device_name, select_device
 from tabular_runner.spec import GeneratorType
 
@@ -290,6 +295,52 @@ class SdvSynthesizer:
         if len(frame) != rows:
             raise RuntimeError(f"{self.name} produced {len(frame)} of {rows} rows")
         return conform(frame, self._dtypes)
+
+    def sample_controlled(self, rows: int, seed: int, request: SampleRequest) -> pd.DataFrame:
+        """Rows conditioned on ``request.given``.
+
+        GaussianCopula conditions exactly; CTGAN, TVAE and CopulaGAN by SDV's reject sampling
+        (categorical given cells).
+        """
+        from tabular_runner.generators.conditional import (
+            copula_given,
+            present_patterns,
+            restore_given,
+        )
+
+        if request.given is None:
+            return self.sample(rows, seed=seed)
+        if self._model is None or self._dtypes is None:
+            raise RuntimeError("sample() before fit()")
+        seed_everything(seed)
+        self._model._set_random_state(seed)
+        given = request.given.reset_index(drop=True)
+        if self.kind is GeneratorType.GAUSSIAN_COPULA:
+            frame = copula_given(self._model, given, fill=request.fill, seed=seed)
+            return conform(frame, self._dtypes)
+        parts: list[pd.DataFrame] = []
+        for known, index in present_patterns(given):
+            if not known:
+                part = self._model.sample(num_rows=len(index))[TABLE]
+            else:
+                try:
+                    part = self._model.sample_remaining_columns(
+                        known_columns=given.iloc[index][known].reset_index(drop=True),
+                        max_tries_per_batch=200,
+                    )
+                except ValueError as exc:  # SDV: "Unable to sample any rows for the given..."
+                    raise UserInputError(
+                        "spec.generation",
+                        f"{self.name} could not draw rows that match the given cells ({exc})",
+                        "ask for combinations the data holds often enough, or use "
+                        "gaussian_copula or tabularargn, which condition directly",
+                    ) from None
+                part = part[TABLE] if isinstance(part, dict) else part
+            part = part.reset_index(drop=True)
+            part.index = index
+            parts.append(part)
+        frame = pd.concat(parts).sort_index().reset_index(drop=True)
+        return conform(restore_given(frame, given, request.fill), self._dtypes)
 
     def save(self, path: Path) -> None:
         """Write the model (SDV object, dtypes, seed, generator type) to one file."""

@@ -64,7 +64,12 @@ from snsynth.transform import LabelTransformer, OneHotEncoder
 
 from tabular_runner.errors import UserInputError
 from tabular_runner.generators import conform, save_envelope
-from tabular_runner.generators.base import FitContext, PrivacyAccounting, ProgressCallback
+from tabular_runner.generators.base import (
+    FitContext,
+    PrivacyAccounting,
+    ProgressCallback,
+    SampleRequest,
+)
 from tabular_runner.generators.device import device_name, select_device
 from tabular_runner.generators.sdv_adapter import seed_everything
 from tabular_runner.spec import GeneratorType, PrivacySpec, PublicBounds
@@ -804,6 +809,16 @@ class SmartNoiseSynthesizer:
             else:
                 out[column.name] = numbers
         return conform(out, self._fitted.dtypes)
+
+    def sample_controlled(self, rows: int, seed: int, request: SampleRequest) -> pd.DataFrame:
+        """Seeded or rebalanced rows by rejection (SmartNoise samples unconditionally only)."""
+        from tabular_runner.generators.conditional import fill_by_rejection
+
+        if request.given is None:
+            return self.sample(rows, seed=seed)
+        return fill_by_rejection(
+            lambda n, s: self.sample(n, seed=s), request.given, seed=seed, generator=self.name
+        )
 
     def save(self, path: Path) -> None:
         """Write the model, column plan and accounting to one file."""

@@ -346,3 +346,20 @@ def evaluate(
         seconds=round(time.perf_counter() - started, 3),
         notes=notes,
     )
+
+
+def column_shape(real: pd.Series, synthetic: pd.Series, sdtype: str | None = None) -> float | None:
+    """SDMetrics column shape of one column: KSComplement (numeric, datetime) or TVComplement.
+
+    ``None`` when either side holds no value.
+    """
+    from sdmetrics.single_column import KSComplement, TVComplement
+
+    kind = _normalise_sdtype(sdtype) if sdtype else guess_sdtype(real)
+    real, synthetic = real.dropna(), synthetic.dropna()
+    if real.empty or synthetic.empty:
+        return None
+    if kind in ("numerical", "datetime"):
+        real, synthetic = _coerce(real, kind), _coerce(synthetic, kind)
+        return float(KSComplement.compute(real, synthetic))
+    return float(TVComplement.compute(real.astype(str), synthetic.astype(str)))
