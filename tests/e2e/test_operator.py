@@ -312,6 +312,58 @@ def test_from_model_resamples_without_training(
     assert job["status"]["snapshot"]["spec"]["fromModel"]["uri"].endswith(first["metadata"]["uid"])
 
 
+def test_from_model_seeds_and_rebalances_without_training(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    s3_client: Any,
+) -> None:
+    import io
+
+    import pandas as pd
+
+    # Setup: the trained penguins model, and a seed table in S3 beside the source
+    first = wait_phase(cluster, tenant, "penguins-gc", ["COMPLETE", "FAILED"], operator=operator)
+    assert first["status"]["phase"] == "COMPLETE", first["status"].get("errorMessage")
+    seed = pd.DataFrame(
+        {"species": ["Gentoo"] * 40 + ["Adelie"] * 20, "island": ["Biscoe"] * 40 + ["Dream"] * 20}
+    )
+    body = seed.to_csv(index=False).encode()
+    s3_client.put_object("datasets", "penguins/seed.csv", io.BytesIO(body), len(body))
+    shares = {"Adelie": 0.2, "Chinstrap": 0.3, "Gentoo": 0.5}
+    model = {"fromModel": {"jobName": "penguins-gc"}, "generator": {"type": "gaussian_copula"}}
+    for name, generation, rows in (
+        ("penguins-seeded", {"seed": {"uri": "s3://datasets/penguins/seed.csv"}}, None),
+        ("penguins-rebalanced", {"rebalance": {"column": "species", "shares": shares}}, 300),
+    ):
+        spec = {**model, "generation": generation, "validation": {"attacks": 50}}
+        if rows:
+            spec["rows"] = rows
+        cluster.create(tenant, {"kind": "SynthesisJob", "metadata": {"name": name}, "spec": spec})
+
+    for name in ("penguins-seeded", "penguins-rebalanced"):
+        # Run
+        job = wait_phase(cluster, tenant, name, ["COMPLETE", "FAILED"], operator=operator)
+
+        # Assert: generate and validate only, and the report says what came out
+        assert job["status"]["phase"] == "COMPLETE", job["status"].get("errorMessage")
+        uid = job["metadata"]["uid"]
+        steps = {
+            j.metadata.labels["tabular.aumos.io/step"] for j in cluster.stage_jobs(tenant, uid)
+        }
+        assert steps == {"generate", "validate"}
+        key = f"tab-jobs/{uid}/report.json"
+        report = json.loads(s3_client.get_object(f"aumos-tab-{tenant}", key).read())
+        if name == "penguins-seeded":
+            assert job["status"]["rowsGenerated"] == 60
+            assert report["generation"]["seed"]["honouredShare"] == 1.0
+        else:
+            assert job["status"]["rowsGenerated"] == 300
+            assert report["generation"]["rebalance"]["achieved"] == shares
+            assert "reweighted" in report["qualityReference"]
+
+
 def test_suspended_job_waits_and_resumes(
     cluster: Cluster, tenant: str, applied: dict[str, Any], operator: OperatorProcess
 ) -> None:

@@ -290,3 +290,40 @@ def test_a_model_of_another_generator_is_refused(
     err = capsys.readouterr().err
     assert "spec.generator.type" in err and "gaussian_copula" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_training_job_takes_the_same_controls(
+    adult: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Setup: imputation in a job that trains (no fromModel)
+    real = pd.read_csv(adult / "adult.csv")
+    table = real.head(400).copy()
+    table.loc[::3, "income"] = np.nan
+    table.to_csv(tmp_path / "holes.csv", index=False)
+    real.to_csv(tmp_path / "adult.csv", index=False)
+
+    def manifest(generator: str) -> Path:
+        spec = {
+            "source": {"uri": "file://adult.csv"},
+            "generator": {
+                "type": generator,
+                "params": {"epochs": 1} if generator == "ctgan" else {},
+            },
+            "generation": {"impute": {"uri": "file://holes.csv"}},
+        }
+        return _write(tmp_path, _job(spec), f"{generator}.yaml")
+
+    # Act
+    code = main(["run", str(manifest("gaussian_copula")), "--out", str(tmp_path / "gc"), "-q"])
+    refused = main(["run", str(manifest("ctgan")), "--out", str(tmp_path / "ctgan"), "-q"])
+
+    # Assert: every income filled, present cells kept; CTGAN refused before it trains
+    assert code == 0
+    report = json.loads((tmp_path / "gc" / "report.json").read_text())
+    synthetic = pd.read_csv(tmp_path / "gc" / "output.csv")
+    assert len(synthetic) == 400 and synthetic["income"].notna().all()
+    assert report["generation"]["impute"]["presentCellsChanged"] == 0
+    assert refused == 2
+    err = capsys.readouterr().err
+    assert "spec.generation.impute" in err and "gaussian_copula, tabularargn" in err
+    assert not (tmp_path / "ctgan").exists() or not any((tmp_path / "ctgan").iterdir())
