@@ -143,17 +143,18 @@ def main_bench() -> None:
         _sdv_per_row(real, holes)
 
         for generator in args.generators.split(","):
+            label = generator.replace("_", "-")  # job names are DNS labels
             params: dict[str, Any] = {}
             if generator == "tabularargn":
                 params = {"maxTrainingTimeSeconds": args.argn_seconds}
             base = {"generator": {"type": generator, "params": params}}
             seconds, report = _run(
                 folder,
-                f"{generator}-train",
+                f"{label}-train",
                 {**base, "source": {"uri": "file://adult.csv"}, "rows": 10_000},
             )
             _say(f"\n{generator}: train+generate+validate {seconds:.1f} s; {_describe(report)}")
-            model = {"fromModel": {"uri": (folder / f"{generator}-train").as_uri()}, **base}
+            model = {"fromModel": {"uri": (folder / f"{label}-train").as_uri()}, **base}
             controls: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                 ("plain", {}, {"rows": 10_000}),
                 ("seeded", {"seed": {"uri": "file://seed.csv"}}, {}),
@@ -170,7 +171,7 @@ def main_bench() -> None:
                 spec = {**model, **extra}
                 if generation:
                     spec["generation"] = generation
-                taken, result = _run(folder, f"{generator}-{name}", spec)
+                taken, result = _run(folder, f"{label}-{name}", spec)
                 _say(
                     f"  fromModel {name:<11} {taken:6.1f} s = {100 * taken / seconds:5.1f} % of "
                     f"the original; {_describe(result)}"

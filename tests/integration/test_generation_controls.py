@@ -160,6 +160,8 @@ def test_rebalanced_income_hits_the_shares(model: Path, tmp_path: Path) -> None:
     rebalance = report["generation"]["rebalance"]  # type: ignore[index]
     assert rebalance["maxDeviationPoints"] <= 2.0
     assert "reweighted" in str(report["qualityReference"])
+    html = (out / "report.html").read_text()
+    assert "Generation controls" in html and "rebalance: achieved" in html
     assert synthetic["hours-per-week"].between(1, 99).all()
 
 

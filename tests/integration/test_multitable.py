@@ -207,3 +207,41 @@ def test_hma_on_a_schema_it_fits(data_paths: dict[str, Path], tmp_path: Path) ->
     assert set(report["foreignKeyViolations"].values()) == {0}
     _assert_keys_hold(_read_outputs(tmp_path / "out", ["airports", "weather"]), document)
     assert report["fidelityScore"] is not None
+
+
+def test_gaussian_copula_children_follow_their_parents_columns(
+    data_paths: dict[str, Path], tmp_path: Path
+) -> None:
+    # Setup: flights under airports by destination and under airlines; a flight's distance
+    # follows where it flies (real: longitude × distance correlation about -0.9)
+    paths = {t: data_paths[t] for t in ("airports", "airlines", "flights")}
+    relationships = [
+        {
+            "parent": "airports",
+            "parentKey": "faa",
+            "child": "flights",
+            "childKey": "dest",
+            "onOrphans": "drop",
+        },
+        {"parent": "airlines", "parentKey": "carrier", "child": "flights", "childKey": "carrier"},
+    ]
+    document = nf.schema_document(paths, name="dest", relationships=relationships)
+    schema = MultiTableSchema.model_validate(document)
+
+    # Run
+    report = run_multitable(
+        schema,
+        _job("gaussian_copula", privacy=False, name="dest"),
+        LocalStore(tmp_path / "out"),
+        StageContext(base_dir=tmp_path),
+    )
+
+    # Assert: the child was drawn given its parents' columns, and the correlation held
+    strategies = report["relationshipStrategies"]
+    assert "given the parent's columns" in strategies["flights.dest->airports.faa"]
+    assert "given the columns of airports" in report["tableGenerators"]["flights"]
+    out = _read_outputs(tmp_path / "out", ["airports", "flights"])
+    joined = out["flights"].merge(out["airports"], left_on="dest", right_on="faa")
+    assert joined["lon"].corr(joined["distance"]) < -0.4  # real join: about -0.95
+    trends = {t["relationship"]: t["score"] for t in report["intertableTrends"]}
+    assert trends["flights.dest->airports.faa"] > 0.5

@@ -9,7 +9,7 @@ them. Two ways, depending on what the generator can do:
   ``Σ_uk Σ_kk⁻¹ z_k`` and covariance ``Σ_uu − Σ_uk Σ_kk⁻¹ Σ_ku`` (the formula SDV's
   conditional sampling uses), computed here for all rows that share a pattern of known
   columns at once. SDV's own ``sample_remaining_columns`` solves it once per distinct
-  row: 12 rows/s on Adult when every row differs (``make bench-controls``), too slow
+  row: 15 rows/s on Adult when every row differs (``make bench-controls``; ours 670), too slow
   to impute thousands of rows.
 * :func:`fill_by_rejection`: draw unconditioned rows and keep, for every distinct
   combination of given values, as many matching rows as the given frame asks for. Exact for

@@ -23,9 +23,13 @@ and the structure rebuilt top-down:
 5. every foreign key and primary key is checked before the table's children are built; a
    row that still fails is dropped and counted (so far none has), never written.
 
+With GaussianCopula (``auto``'s choice) children are *conditional*: a child's copula is
+trained on its columns joined with every parent's modelled columns (``__p<relationship>__``
+prefixed), and after steps 2–3 each synthetic child row is drawn given its synthetic parents'
+columns (:func:`tabular_runner.generators.conditional.copula_given`), so parent–child column
+correlations hold. With CTGAN, TVAE or CopulaGAN child columns stay independent of the parent.
+
 Cost is one single-table fit per table plus linear passes over the keys, at any depth.
-What it does not learn: correlations between a child's columns and its parent's columns
-(beyond the child count).
 """
 
 from __future__ import annotations
@@ -300,6 +304,9 @@ class _TablePlan:
     cardinality: dict[int, CardinalityModel] = field(default_factory=dict)
     sequence: Any = None
     """A model of the children given their parent: ParSequenceModel or ArgnContextModel."""
+    parent_columns: dict[int, dict[str, str]] = field(default_factory=dict)
+    """Conditional children: relationship index -> {joined column: parent column}, the
+    parents' columns the table's GaussianCopula was trained with (and is sampled given)."""
 
 
 @dataclass
@@ -362,13 +369,34 @@ class IndependentStrategy:
                 plan.sequence = self._fit_children(plan, sequence, real, train_rows)
             elif modelled:
                 train = real.iloc[train_rows[table]][modelled].reset_index(drop=True)
+                kinds = {
+                    name: _of_kind(analysis, name, modelled)
+                    for name in ("categorical", "numeric", "datetime", "boolean")
+                }
+                if self.generator.type is GeneratorType.GAUSSIAN_COPULA:
+                    # Conditional children: the child's columns modelled jointly with its
+                    # parents' columns, sampled later given the synthetic parents' values.
+                    rows = train_rows[table]
+                    for rel in self.graph.parents_of(table):
+                        joined = self._parent_columns(rel, real.iloc[rows], frames)
+                        if joined.shape[1] == 0:
+                            continue
+                        names = {c: c.split("__", 2)[2] for c in joined.columns}
+                        plan.parent_columns[rel.index] = names
+                        parent_plan = self.plans[rel.parent]
+                        for name in kinds:
+                            of_kind = set(
+                                _of_kind(parent_plan.analysis, name, parent_plan.modelled)
+                            )
+                            kinds[name] += [j for j, c in names.items() if c in of_kind]
+                        train = pd.concat([train, joined.reset_index(drop=True)], axis=1)
                 synthesizer = create_synthesizer(self.generator, None)
                 context = FitContext(
                     seed=self.seed,
-                    categorical_columns=_of_kind(analysis, "categorical", modelled),
-                    numerical_columns=_of_kind(analysis, "numeric", modelled),
-                    datetime_columns=_of_kind(analysis, "datetime", modelled),
-                    boolean_columns=_of_kind(analysis, "boolean", modelled),
+                    categorical_columns=kinds["categorical"],
+                    numerical_columns=kinds["numeric"],
+                    datetime_columns=kinds["datetime"],
+                    boolean_columns=kinds["boolean"],
                 )
                 synthesizer.fit(train, context)
                 plan.synthesizer = synthesizer
@@ -422,6 +450,37 @@ class IndependentStrategy:
         )
         return model
 
+    def _parent_columns(
+        self, rel: Relation, children: pd.DataFrame, frames: Mapping[str, pd.DataFrame]
+    ) -> pd.DataFrame:
+        """The ``rel`` parent's modelled columns beside each child row (empty: no parent).
+
+        Columns are named ``__p<relationship>__<column>`` so two parents never collide.
+        """
+        parent_plan = self.plans[rel.parent]
+        parent = frames[rel.parent].reset_index(drop=True)
+        columns = [c for c in parent_plan.modelled if c in parent.columns]
+        position = pd.Series(
+            np.arange(len(parent)), index=key_strings(parent, rel.parent_key).to_numpy()
+        )
+        position = position[~position.index.duplicated()]
+        rows = key_strings(children, rel.child_key).map(position)
+        out = pd.DataFrame(index=range(len(children)))
+        present = rows.notna().to_numpy()
+        where = rows.fillna(0).astype(np.int64).to_numpy()
+        for column in columns:
+            values = pd.Series(parent[column].to_numpy(dtype=object)[where], index=out.index)
+            values[~present] = None
+            like = parent[column].dtype
+            if pd.api.types.is_bool_dtype(like):
+                values = values.astype(object)
+            elif pd.api.types.is_numeric_dtype(like):
+                values = pd.to_numeric(values, errors="coerce")
+            elif pd.api.types.is_datetime64_any_dtype(like):
+                values = pd.to_datetime(values, errors="coerce")
+            out[f"__p{rel.index}__{column}"] = values
+        return out
+
     def _assigned_columns(self, table: str) -> set[str]:
         """Columns set by the structure, not the model: foreign keys, single-column PKs."""
         columns: set[str] = set()
@@ -462,7 +521,15 @@ class IndependentStrategy:
                     else round(referenced * share / (1.0 - share))
                 )
                 n = referenced + n_null
-            if plan.synthesizer is not None and n > 0:
+            keys: pd.DataFrame | None = None
+            if plan.parent_columns and n > 0:
+                # Conditional children: keys first, then the child's columns given the
+                # synthetic parents' columns of each row.
+                keys = self._keys(
+                    pd.DataFrame(index=pd.RangeIndex(n)), plan, out, counts, n_null, rng
+                )
+                attributes = self._sample_given(plan, keys, out, seed + done + 1)
+            elif plan.synthesizer is not None and n > 0:
                 attributes = plan.synthesizer.sample(n, seed=seed + done + 1)
             else:
                 attributes = pd.DataFrame(index=pd.RangeIndex(n))
@@ -478,22 +545,61 @@ class IndependentStrategy:
             frame = regenerate_sensitive(
                 attributes, others, plan.real, seed=seed + 7919 * (done + 1)
             )
-            assigned: set[str] = set()
-            if plan.primary is not None and counts is not None:
-                frame = self._assign_primary(frame, plan.primary, out, counts, n_null)
-                assigned.update(plan.primary.child_key)
-            for rel in sorted(
-                self.graph.parents_of(table), key=lambda r: (-len(r.child_key), r.index)
-            ):
-                if rel == plan.primary:
-                    continue
-                frame = self._assign_secondary(frame, rel, out, plan, assigned, rng)
-                assigned.update(rel.child_key)
+            if keys is not None:
+                for column in keys.columns:
+                    frame[column] = keys[column].to_numpy()
+            else:
+                frame = self._keys(frame, plan, out, counts, n_null, rng)
             frame = self._primary_key(frame, plan, seed + done)
             frame = self._repair(frame, plan, out)
             out[table] = frame[plan.columns]
         progress(total, total, "generated")
         return out
+
+    def _keys(
+        self,
+        frame: pd.DataFrame,
+        plan: _TablePlan,
+        out: Mapping[str, pd.DataFrame],
+        counts: Array | None,
+        n_null: int,
+        rng: np.random.Generator,
+    ) -> pd.DataFrame:
+        """Set ``frame``'s foreign keys.
+
+        The primary relationship by the drawn child counts, every other one by parents drawn
+        with their modelled child counts.
+        """
+        assigned: set[str] = set()
+        if plan.primary is not None and counts is not None:
+            frame = self._assign_primary(frame, plan.primary, out, counts, n_null)
+            assigned.update(plan.primary.child_key)
+        for rel in sorted(
+            self.graph.parents_of(plan.name), key=lambda r: (-len(r.child_key), r.index)
+        ):
+            if rel == plan.primary:
+                continue
+            frame = self._assign_secondary(frame, rel, out, plan, assigned, rng)
+            assigned.update(rel.child_key)
+        return frame
+
+    def _sample_given(
+        self, plan: _TablePlan, keys: pd.DataFrame, out: Mapping[str, pd.DataFrame], seed: int
+    ) -> pd.DataFrame:
+        """The child's modelled columns drawn given each row's synthetic parents' columns."""
+        from tabular_runner.generators.base import SampleRequest
+
+        given = pd.concat(
+            [
+                self._parent_columns(rel, keys, out)[list(plan.parent_columns[rel.index])]
+                for rel in self.graph.parents_of(plan.name)
+                if rel.index in plan.parent_columns
+            ],
+            axis=1,
+        )
+        request = SampleRequest(given=given)
+        drawn: pd.DataFrame = plan.synthesizer.sample_controlled(len(keys), seed, request)
+        return drawn[plan.modelled].reset_index(drop=True)
 
     def _sample_histories(
         self,
@@ -683,6 +789,17 @@ class IndependentStrategy:
                     f"{what} generated by {plan.sequence.name} with the parent's columns as "
                     "context (counts and values follow the parent)"
                 )
+            elif rel.index in plan.parent_columns:
+                how = (
+                    "child counts modelled per parent"
+                    if rel == plan.primary
+                    else ("each child row points at a parent drawn by modelled child counts")
+                )
+                out[rel.name] = (
+                    f"{how}; child columns drawn given the parent's columns (one "
+                    "GaussianCopula over the child's and its parents' columns, conditioned "
+                    "on the synthetic parent)"
+                )
             elif rel == plan.primary:
                 out[rel.name] = (
                     "child counts modelled per parent; child columns independent of the parent"
@@ -708,7 +825,11 @@ class IndependentStrategy:
                 continue
             model = plan.synthesizer.name if plan.synthesizer else "keys only"
             counts = f", child counts from {plan.primary.parent}" if plan.primary else ""
-            out[name] = model + counts
+            given = sorted(
+                {r.parent for r in self.graph.parents_of(name) if r.index in plan.parent_columns}
+            )
+            conditioned = f", given the columns of {', '.join(given)}" if given else ""
+            out[name] = model + counts + conditioned
         return out
 
     def details(self) -> dict[str, Any]:
