@@ -163,6 +163,35 @@ def _time_row(timings: dict[str, Any]) -> str:
     )
 
 
+def _generation_rows(generation: Any) -> list[tuple[str, str]]:
+    """What ``spec.generation`` asked and what came out, for the run summary."""
+    if not isinstance(generation, dict):
+        return []
+    rows: list[tuple[str, str]] = []
+    seed = generation.get("seed")
+    if isinstance(seed, dict):
+        rows.append(("seed rows honoured", f"{seed['rowsHonoured']} of {seed['rows']}"))
+    rebalance = generation.get("rebalance")
+    if isinstance(rebalance, dict):
+        shares = ", ".join(
+            f"{k} {v:.3f} (asked {rebalance['target'][k]:g})"
+            for k, v in rebalance["achieved"].items()
+        )
+        rows.append((f"rebalanced {rebalance['column']}", shares))
+    impute = generation.get("impute")
+    if isinstance(impute, dict):
+        rows.append(
+            (
+                "cells imputed",
+                f"{impute['cellsFilled']} of {impute['cellsMissing']} "
+                f"({impute['presentCellsChanged']} present cells changed)",
+            )
+        )
+    if "temperature" in generation:
+        rows.append(("temperature", f"{generation['temperature']:g}"))
+    return rows
+
+
 def summary_table(report: dict[str, Any], out_dir: str) -> Table:
     """The final summary a person reads after ``run`` (single- or multi-table report)."""
     table = Table(title=f"SynthesisJob {report.get('job', '')}", show_header=False)
@@ -182,6 +211,8 @@ def summary_table(report: dict[str, Any], out_dir: str) -> Table:
     table.add_row("DCR share (ideal 0.5)", _fmt(dcr))
     if "epsilonSpent" in report:
         table.add_row("ε spent", _fmt(report.get("epsilonSpent"), 4))
+    for label, value in _generation_rows(report.get("generation")):
+        table.add_row(label, value)
     gate = report.get("gate", {})
     verdict = "passed" if gate.get("passed") else f"FAILED: {gate.get('reason', '')}"
     table.add_row("quality gate", verdict)

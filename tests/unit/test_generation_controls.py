@@ -213,3 +213,23 @@ def test_reweighted_reference_has_the_asked_shares() -> None:
     assert len(ref) == 100
     assert ref["y"].value_counts().to_dict() == {"a": 50, "b": 50}
     assert set(ref.loc[ref["y"] == "b", "v"]) <= set(range(90, 100))
+
+
+def test_the_run_summary_says_what_came_out() -> None:
+    from tabular_runner.progress import _generation_rows
+
+    rows = dict(
+        _generation_rows(
+            {
+                "seed": {"rows": 10, "rowsHonoured": 9},
+                "rebalance": {"column": "y", "target": {"a": 0.5}, "achieved": {"a": 0.4999}},
+                "impute": {"cellsFilled": 3, "cellsMissing": 4, "presentCellsChanged": 0},
+                "temperature": 0.8,
+            }
+        )
+    )
+    assert rows["seed rows honoured"] == "9 of 10"
+    assert rows["rebalanced y"] == "a 0.500 (asked 0.5)"
+    assert rows["cells imputed"] == "3 of 4 (0 present cells changed)"
+    assert rows["temperature"] == "0.8"
+    assert _generation_rows(None) == []
