@@ -118,10 +118,16 @@ def test_histories_are_ordered_with_real_lengths(
     assert set(sequence["perEntity"]) == {"weight"}
     assert report["tables"]["weights"]["privacy"]["computed"] is False
     # Privacy of the linked rows: events with their chick's diet, whole chicks held out.
-    (linked,) = report["linkedPrivacy"]
-    assert linked["relationship"] == "weights.Chick->chicks.Chick"
+    linked, whole = report["linkedPrivacy"]
+    assert linked["relationship"] == whole["relationship"] == "weights.Chick->chicks.Chick"
     assert "chicks.Diet" in linked["columns"]
     assert 0 <= linked["privacy"]["dcrShare"] <= 1
+    # ... and each whole history as one record (one per chick, whole chicks held out)
+    assert whole["record"].startswith("a whole history")
+    assert {"length", "Time.first", "Time.last", "weight.mean", "chicks.Diet"} <= set(
+        whole["columns"]
+    )
+    assert 0 <= whole["privacy"]["dcrShare"] <= 1
     assert sequence["length"]["similarity"] >= 0.8  # lengths drawn from the modelled counts
     html = (out / "report.html").read_text()
     assert "Ordered histories" in html and "Privacy of linked rows" in html

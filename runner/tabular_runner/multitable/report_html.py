@@ -207,15 +207,17 @@ def render_multitable(
     if linked:
         parts.append("<h2>Privacy of linked rows</h2>")
         parts.append(
-            "<p>Each child row joined with its parent's columns; the holdout is whole parents "
-            "(no model saw a held-out parent or its children).</p>"
+            "<p>Each child row joined with its parent's columns, and for an ordered history "
+            "also each whole history as one record; the holdout is whole parents (no model saw "
+            "a held-out parent or its children).</p>"
         )
         parts.append(
             _table(
-                ["Relationship", "Max privacy risk", "DCR share", "Note"],
+                ["Relationship", "Record", "Max privacy risk", "DCR share", "Note"],
                 [
                     [
                         x["relationship"],
+                        x.get("record", ""),
                         x["privacy"].get("maxRisk"),
                         x["privacy"].get("dcrShare"),
                         x["privacy"].get("reason") or "",

@@ -962,8 +962,9 @@ def _linked_privacy(
 
     A child row with its parent's columns is what an attacker links (a patient's visit with
     the patient); the holdout is the children of held-out parents (:func:`_splits`), which
-    neither the parent's nor the child's model saw. Histories are scored event by event,
-    each event carrying its parent: not yet one record per whole history.
+    neither the parent's nor the child's model saw. An ordered history is scored twice: event
+    by event (each event carrying its parent), and as one record per whole history
+    (:func:`history_records`), the record an attacker who knows an entity would link.
     """
     from tabular_runner.quality import privacy
 
@@ -1002,13 +1003,10 @@ def _linked_privacy(
             right = right.drop_duplicates("__k")
             return left.merge(right, on="__k", how="inner").drop(columns="__k")
 
-        train = joined(real[table].iloc[train_idx], real[rel.parent])
-        holdout = joined(real[table].iloc[holdout_idx], real[rel.parent])
-        synth = joined(synthetic[table], synthetic[rel.parent])
-        if min(len(train), len(holdout), len(synth)) < 10 or train.shape[1] == 0:
-            result: dict[str, Any] = {"computed": False, "reason": "too few joined rows"}
-        else:
-            result = privacy.evaluate(
+        def evaluate(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame) -> Any:
+            if min(len(train), len(holdout), len(synth)) < 10 or train.shape[1] == 0:
+                return {"computed": False, "reason": "too few joined rows"}
+            return privacy.evaluate(
                 train,
                 holdout,
                 synth,
@@ -1016,8 +1014,96 @@ def _linked_privacy(
                 attacks=validation.attacks,
                 seed=job.spec.seed,
             ).to_dict()
-        out.append({"relationship": rel.name, "columns": list(train.columns), "privacy": result})
+
+        train = joined(real[table].iloc[train_idx], real[rel.parent])
+        holdout = joined(real[table].iloc[holdout_idx], real[rel.parent])
+        synth = joined(synthetic[table], synthetic[rel.parent])
+        out.append(
+            {
+                "relationship": rel.name,
+                "record": "a child row with its parent's columns",
+                "columns": list(train.columns),
+                "privacy": evaluate(train, holdout, synth),
+            }
+        )
+        if rel.order_by is None:
+            continue
+
+        # An ordered history: the record that can leak is the entity's whole history.
+        def records(child: pd.DataFrame, parent: pd.DataFrame, rel: Any = rel) -> pd.DataFrame:
+            return history_records(
+                child, parent, rel, sdtypes[rel.child], sdtypes[rel.parent], graph
+            )
+
+        h_train = records(real[table].iloc[train_idx], real[rel.parent])
+        h_holdout = records(real[table].iloc[holdout_idx], real[rel.parent])
+        h_synth = records(synthetic[table], synthetic[rel.parent])
+        out.append(
+            {
+                "relationship": rel.name,
+                "record": "a whole history: its parent's columns, its length, the first and "
+                "last order value, and per attribute the first, last and mean (numbers) or the "
+                "first and most frequent value (categories)",
+                "columns": list(h_train.columns),
+                "privacy": evaluate(h_train, h_holdout, h_synth),
+            }
+        )
     return out
+
+
+def history_records(
+    child: pd.DataFrame,
+    parent: pd.DataFrame,
+    rel: Any,
+    child_sdtypes: dict[str, str],
+    parent_sdtypes: dict[str, str],
+    graph: SchemaGraph,
+) -> pd.DataFrame:
+    """One row per parent that has a history: the history summarised beside the parent.
+
+    Order values become numbers (dates: days since the epoch) so that distances and attacks
+    can use them; a history's ``length`` is its number of events.
+    """
+    from tabular_runner.multitable.integrity import key_strings
+
+    order = rel.order_by
+    keys = graph.key_columns(rel.child) | set(rel.child_key)
+    attributes = [c for c, t in child_sdtypes.items() if c not in keys and c != order and t != "id"]
+    frame = child.copy()
+    frame["__k"] = key_strings(child, rel.child_key).to_numpy()
+    frame = frame[frame["__k"].notna()]
+    values = frame[order]
+    if not pd.api.types.is_numeric_dtype(values):
+        values = pd.to_datetime(values, errors="coerce", format="mixed")
+        values = (values - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400
+    frame["__order"] = pd.to_numeric(values, errors="coerce")
+    frame = frame.sort_values(["__k", "__order"], kind="stable")
+    grouped = frame.groupby("__k", sort=True)
+    summary = pd.DataFrame(
+        {
+            "length": grouped.size(),
+            f"{order}.first": grouped["__order"].first(),
+            f"{order}.last": grouped["__order"].last(),
+        }
+    )
+    for column in attributes:
+        if child_sdtypes.get(column) == "numerical":
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            by = numbers.groupby(frame["__k"])
+            summary[f"{column}.first"] = by.first()
+            summary[f"{column}.last"] = by.last()
+            summary[f"{column}.mean"] = by.mean()
+        else:
+            texts = frame[column].astype(str)
+            by = texts.groupby(frame["__k"])
+            summary[f"{column}.first"] = by.first()
+            summary[f"{column}.mode"] = by.agg(lambda v: v.value_counts().index[0])
+    parent_keys = graph.key_columns(rel.parent) | set(rel.parent_key)
+    theirs = [c for c, t in parent_sdtypes.items() if c not in parent_keys and t != "id"]
+    right = parent[theirs].add_prefix(f"{rel.parent}.").copy()
+    right["__k"] = key_strings(parent, rel.parent_key).to_numpy()
+    right = right.drop_duplicates("__k").set_index("__k")
+    return summary.join(right, how="inner").reset_index(drop=True)
 
 
 def _sequence_scores(
