@@ -136,6 +136,30 @@ INVALID_CASES: list[Invalid] = [
         "rows-and-scale", VALID_JOB, {"spec.scale": 2}, message="set only one of rows and scale"
     ),
     Invalid(
+        "seed-and-impute",
+        VALID_JOB,
+        {
+            "spec.generation": {
+                "seed": {"uri": "s3://datasets/seed.csv"},
+                "impute": {"uri": "s3://datasets/holes.csv"},
+            },
+        },
+        unset=("spec.rows",),
+        message="set only one of seed, rebalance and impute",
+    ),
+    Invalid(
+        "rows-with-seed",
+        VALID_JOB,
+        {"spec.generation": {"seed": {"uri": "s3://datasets/seed.csv"}}},
+        message="the output has one row per row of that table; remove rows and scale",
+    ),
+    Invalid(
+        "temperature-zero",
+        VALID_JOB,
+        {"spec.generation": {"temperature": 0}},
+        message="should be greater than 0",
+    ),
+    Invalid(
         "hma-without-schema-ref",
         VALID_JOB,
         {"spec.generator.type": "hma"},
