@@ -31,6 +31,7 @@ import pandas as pd
 
 from tabular_runner.errors import UserInputError
 from tabular_runner.generators import CATEGORICAL_ONLY, CONTROLS, check_controls
+from tabular_runner.generators.conditional import plain_value
 from tabular_runner.spec import GenerationSpec, GeneratorType, RebalanceSpec, TableRef
 
 if TYPE_CHECKING:
@@ -172,20 +173,12 @@ def model_space(given: pd.DataFrame, combos: list[Combination]) -> pd.DataFrame:
             continue
         complete = out[parts].notna().all(axis=1)
         joint = [
-            json.dumps([_encode_cell(_integral(v)) for v in row]) if ok else None
+            json.dumps([_encode_cell(plain_value(v)) for v in row]) if ok else None
             for ok, row in zip(complete, out[parts].itertuples(index=False, name=None), strict=True)
         ]
         out = out.drop(columns=parts)
         out[combo.name] = pd.Series(joint, index=out.index, dtype=object)
     return out
-
-
-def _integral(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,8 +279,7 @@ def _categorical_only(
 
 
 def _key(value: Any) -> str:
-    value = _integral(value)
-    return str(value)
+    return str(plain_value(value))
 
 
 def _rebalanced(

@@ -118,9 +118,7 @@ def test_seeded_rows_keep_the_seed(adult: Path, model: Path, tmp_path: Path) -> 
     seed.to_csv(tmp_path / "seed.csv", index=False)
 
     # Act
-    code, out = _from_model(
-        tmp_path, model, {"seed": {"uri": "file://seed.csv"}}, "seeded", validation=VALIDATION
-    )
+    code, out = _from_model(tmp_path, model, {"seed": {"uri": "file://seed.csv"}}, "seeded")
 
     # Assert: one row per seed row, the seed kept in ≥ 99 % of rows, constraints hold
     assert code == 0

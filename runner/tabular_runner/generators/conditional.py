@@ -127,7 +127,7 @@ def present_patterns(given: pd.DataFrame) -> list[tuple[list[str], list[int]]]:
 
 def _row_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
     return [
-        tuple(None if _missing(v) else _plain(v) for v in row)
+        tuple(None if _missing(v) else plain_value(v) for v in row)
         for row in frame[columns].itertuples(index=False, name=None)
     ]
 
@@ -143,14 +143,12 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Compare ``13``, ``13.0`` and ``numpy.int64(13)`` as one value; text as text."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, bool):
-        return value
     return value
 
 

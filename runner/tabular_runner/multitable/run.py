@@ -993,15 +993,11 @@ def _linked_privacy(
 
             keys = graph.key_columns(table) | set(rel.child_key)
             own = [c for c, t in sdtypes[table].items() if c not in keys and t != "id"]
-            parent_keys = graph.key_columns(rel.parent) | set(rel.parent_key)
-            theirs = [c for c, t in sdtypes[rel.parent].items() if c not in parent_keys]
-            theirs = [c for c in theirs if sdtypes[rel.parent][c] != "id"]
             left = child[own].reset_index(drop=True)
             left["__k"] = key_strings(child, rel.child_key).to_numpy()
-            right = parent[theirs].add_prefix(f"{rel.parent}.").reset_index(drop=True)
-            right["__k"] = key_strings(parent, rel.parent_key).to_numpy()
-            right = right.drop_duplicates("__k")
-            return left.merge(right, on="__k", how="inner").drop(columns="__k")
+            right = parent_side(parent, rel, sdtypes[rel.parent], graph)
+            joined = left.join(right, on="__k", how="inner").drop(columns="__k")
+            return joined.reset_index(drop=True)
 
         def evaluate(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame) -> Any:
             if min(len(train), len(holdout), len(synth)) < 10 or train.shape[1] == 0:
@@ -1098,12 +1094,26 @@ def history_records(
             by = texts.groupby(frame["__k"])
             summary[f"{column}.first"] = by.first()
             summary[f"{column}.mode"] = by.agg(lambda v: v.value_counts().index[0])
+    right = parent_side(parent, rel, parent_sdtypes, graph)
+    return summary.join(right, how="inner").reset_index(drop=True)
+
+
+def parent_side(
+    parent: pd.DataFrame, rel: Any, parent_sdtypes: dict[str, str], graph: SchemaGraph
+) -> pd.DataFrame:
+    """What a linked record adds from its parent.
+
+    The parent's non-key, non-identifier columns (``<parent>.<column>``), indexed by the key
+    string its children carry.
+    """
+    from tabular_runner.multitable.integrity import key_strings
+
     parent_keys = graph.key_columns(rel.parent) | set(rel.parent_key)
     theirs = [c for c, t in parent_sdtypes.items() if c not in parent_keys and t != "id"]
-    right = parent[theirs].add_prefix(f"{rel.parent}.").copy()
-    right["__k"] = key_strings(parent, rel.parent_key).to_numpy()
-    right = right.drop_duplicates("__k").set_index("__k")
-    return summary.join(right, how="inner").reset_index(drop=True)
+    right = parent[theirs].add_prefix(f"{rel.parent}.").reset_index(drop=True)
+    right.index = pd.Index(key_strings(parent, rel.parent_key).to_numpy(), name="__k")
+    unique: pd.DataFrame = right[~right.index.duplicated()]
+    return unique
 
 
 def _sequence_scores(

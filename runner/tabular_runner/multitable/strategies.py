@@ -381,9 +381,13 @@ class IndependentStrategy:
                         joined = self._parent_columns(rel, real.iloc[rows], frames)
                         if joined.shape[1] == 0:
                             continue
-                        names = {c: c.split("__", 2)[2] for c in joined.columns}
-                        plan.parent_columns[rel.index] = names
                         parent_plan = self.plans[rel.parent]
+                        names = {
+                            _joined_name(rel, c): c
+                            for c in parent_plan.modelled
+                            if _joined_name(rel, c) in joined.columns
+                        }
+                        plan.parent_columns[rel.index] = names
                         for name in kinds:
                             of_kind = set(
                                 _of_kind(parent_plan.analysis, name, parent_plan.modelled)
@@ -455,7 +459,7 @@ class IndependentStrategy:
     ) -> pd.DataFrame:
         """The ``rel`` parent's modelled columns beside each child row (empty: no parent).
 
-        Columns are named ``__p<relationship>__<column>`` so two parents never collide.
+        Columns are named by :func:`_joined_name`, so two parents never collide.
         """
         parent_plan = self.plans[rel.parent]
         parent = frames[rel.parent].reset_index(drop=True)
@@ -478,7 +482,7 @@ class IndependentStrategy:
                 values = pd.to_numeric(values, errors="coerce")
             elif pd.api.types.is_datetime64_any_dtype(like):
                 values = pd.to_datetime(values, errors="coerce")
-            out[f"__p{rel.index}__{column}"] = values
+            out[_joined_name(rel, column)] = values
         return out
 
     def _assigned_columns(self, table: str) -> set[str]:
@@ -860,6 +864,11 @@ class IndependentStrategy:
                 for model in plan.cardinality.values()
             ],
         }
+
+
+def _joined_name(rel: Relation, column: str) -> str:
+    """A parent's column beside its child rows: ``__p<relationship index>__<column>``."""
+    return f"__p{rel.index}__{column}"
 
 
 def _slots(counts: Array, k: int, rng: np.random.Generator) -> Array:
