@@ -150,6 +150,10 @@ def test_three_level_chain_with_scale(data_paths: dict[str, Path], tmp_path: Pat
     assert (
         details["flights.(origin,time_hour)->weather.(origin,time_hour)"]["conditionedOn"] == "hour"
     )
+    # The composite relationship is scored by SDMetrics too (through its joined key column)
+    assert report["sdmetrics"]["relationshipsScored"] == 2
+    trends = {t["relationship"]: t for t in report["intertableTrends"]}
+    assert trends["flights.(origin,time_hour)->weather.(origin,time_hour)"]["columnPairs"] > 0
 
 
 def test_orphans_without_an_option_are_a_clear_error(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -326,6 +327,7 @@ class ArgnContextModel:
         self.fit_seconds = 0.0
         self._model: bytes | None = None
         self._dtypes: pd.Series | None = None
+        self._order_scale: OrderScale | None = None
 
     def fit(
         self,
@@ -363,6 +365,12 @@ class ArgnContextModel:
         }
         if self.order_by is not None and self.kind == "datetime":
             tgt[self.order_by] = pd_datetime(tgt[self.order_by])
+            tgt_types[self.order_by] = ModelEncodingType.tabular_datetime_relative
+        elif self.order_by is not None:
+            # A numeric order column goes through the same relative encoding (the first
+            # event, then the steps between events), as days from an origin.
+            self._order_scale = OrderScale.of(tgt[self.order_by])
+            tgt[self.order_by] = self._order_scale.to_dates(tgt[self.order_by])
             tgt_types[self.order_by] = ModelEncodingType.tabular_datetime_relative
         ctx_types: dict[str, str | ModelEncodingType] = {
             c: ModelEncodingType.tabular_categorical
@@ -421,9 +429,55 @@ class ArgnContextModel:
             )
             frame = pd.read_parquet(workspace / "SyntheticData")
         keys = frame[_CONTEXT_KEY].astype(str).to_numpy()
+        if self._order_scale is not None and self.order_by is not None:
+            frame[self.order_by] = self._order_scale.to_numbers(frame[self.order_by])
         body = conform(_to_numpy_dtypes(frame.drop(columns=[_CONTEXT_KEY])), self._dtypes)
         body.insert(0, "__entity", keys)
         return body.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class OrderScale:
+    """A numeric order column as dates, for TabularARGN's relative encoding of histories.
+
+    The engine's ``TABULAR_DATETIME_RELATIVE`` learns the first event, then the steps
+    between events, so generated histories come out in order. ``lowest`` maps to
+    2000-01-01 and one day is ``unit`` order units (1 unless the span exceeds about a
+    century of days, which pandas' dates could not hold).
+    """
+
+    lowest: float
+    unit: float
+
+    @classmethod
+    def of(cls, values: pd.Series) -> OrderScale:
+        """The scale of the real order values."""
+        import pandas as pd
+
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        lowest = float(numbers.min()) if numbers.notna().any() else 0.0
+        span = float(numbers.max()) - lowest if numbers.notna().any() else 0.0
+        return cls(lowest=lowest, unit=max(1.0, span / _MAX_ORDER_DAYS))
+
+    def to_dates(self, values: pd.Series) -> pd.Series:
+        """Order values as dates."""
+        import pandas as pd
+
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        days = (numbers - self.lowest) / self.unit
+        return pd.Timestamp(_ORDER_ORIGIN) + pd.to_timedelta(days, unit="D")
+
+    def to_numbers(self, dates: pd.Series) -> pd.Series:
+        """Generated dates back as order values."""
+        import pandas as pd
+
+        parsed = pd.to_datetime(dates, errors="coerce")
+        days = (parsed - pd.Timestamp(_ORDER_ORIGIN)) / pd.Timedelta(days=1)
+        return days * self.unit + self.lowest
+
+
+_ORDER_ORIGIN = "2000-01-01"
+_MAX_ORDER_DAYS = 36_500.0
 
 
 def pd_datetime(values: pd.Series) -> pd.Series:

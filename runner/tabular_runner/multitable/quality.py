@@ -8,8 +8,8 @@
   Intertable Trends) and **DiagnosticReport** (Data Validity, Data Structure, Relationship
   Validity) on a *consistent subsample*: parents first, each table sampled to at most
   ``sample_rows`` rows among those whose parents were kept, so the sample has no orphan
-  that the full data lacks. SDMetrics metadata has no composite keys: composite
-  relationships are left out of these two reports (scored by the cardinality above).
+  that the full data lacks. SDMetrics metadata has no composite keys: a composite key is
+  scored through one column of its joined parts (:func:`with_joined_keys`).
 * **Per table**: :func:`tabular_runner.quality.fidelity.evaluate` (the single-table quality
   score of every table), and :func:`tabular_runner.quality.privacy.evaluate` on the table's
   non-key columns against a holdout the table's model did not see.
@@ -76,6 +76,36 @@ def consistent_sample(
     return out
 
 
+def _joined_key(key: tuple[str, ...]) -> str:
+    """The column that stands for a composite key in SDMetrics' tables: ``(origin,time_hour)``."""
+    return "(" + ",".join(key) + ")"
+
+
+def _scored_relations(graph: SchemaGraph) -> list[Any]:
+    """Relationships SDMetrics can score: those that reference their parent's primary key."""
+    return [r for r in graph.relations if graph.primary_keys.get(r.parent) == r.parent_key]
+
+
+def with_joined_keys(
+    frames: Mapping[str, pd.DataFrame], graph: SchemaGraph
+) -> dict[str, pd.DataFrame]:
+    """The frames with one column per composite key (its parts joined), for SDMetrics.
+
+    SDMetrics metadata has single-column keys only; a composite primary key and each foreign
+    key referencing it become one string column (:func:`_joined_key`), so composite
+    relationships are scored like the others (Cardinality, Intertable Trends).
+    """
+    out = {t: frame.reset_index(drop=True) for t, frame in frames.items()}
+    for rel in _scored_relations(graph):
+        if not rel.composite:
+            continue
+        for table, key in ((rel.parent, rel.parent_key), (rel.child, rel.child_key)):
+            name = _joined_key(key)
+            if name not in out[table].columns:
+                out[table] = out[table].assign(**{name: key_strings(out[table], key)})
+    return out
+
+
 def _sdmetrics_metadata(
     graph: SchemaGraph, sdtypes: Mapping[str, Mapping[str, str]], frames: Mapping[str, pd.DataFrame]
 ) -> dict[str, Any]:
@@ -84,6 +114,8 @@ def _sdmetrics_metadata(
         keys = graph.key_columns(table) | {
             c for r in graph.children_of(table) for c in r.parent_key
         }
+        keys |= {_joined_key(r.parent_key) for r in graph.children_of(table) if r.composite}
+        keys |= {_joined_key(r.child_key) for r in graph.parents_of(table) if r.composite}
         columns: dict[str, Any] = {}
         for column in frames[table].columns:
             name = str(column)
@@ -94,16 +126,18 @@ def _sdmetrics_metadata(
         primary = graph.primary_keys.get(table, ())
         if len(primary) == 1:
             entry["primary_key"] = primary[0]
+        elif primary and _joined_key(primary) in columns:
+            entry["primary_key"] = _joined_key(primary)
         tables[table] = entry
     relationships = [
         {
             "parent_table_name": r.parent,
-            "parent_primary_key": r.parent_key[0],
+            "parent_primary_key": tables[r.parent]["primary_key"],
             "child_table_name": r.child,
-            "child_foreign_key": r.child_key[0],
+            "child_foreign_key": r.child_key[0] if not r.composite else _joined_key(r.child_key),
         }
-        for r in graph.relations
-        if not r.composite and graph.primary_keys.get(r.parent) == r.parent_key
+        for r in _scored_relations(graph)
+        if "primary_key" in tables[r.parent]
     ]
     return {"tables": tables, "relationships": relationships}
 
@@ -143,13 +177,14 @@ def intertable_trends(report: Any, graph: SchemaGraph) -> list[dict[str, Any]]:
         return []
     out: list[dict[str, Any]] = []
     for rel in graph.relations:
+        foreign = rel.child_key[0] if not rel.composite else _joined_key(rel.child_key)
         rows = details[
             (details["Parent Table"] == rel.parent)
             & (details["Child Table"] == rel.child)
-            & (details["Foreign Key"] == rel.child_key[0])
+            & (details["Foreign Key"] == foreign)
         ]
         scores = pd.to_numeric(rows["Score"], errors="coerce").dropna()
-        if rel.composite or scores.empty:
+        if scores.empty:
             continue
         out.append(
             {
@@ -187,9 +222,9 @@ def sdmetrics_reports(
     from sdmetrics.reports.multi_table import DiagnosticReport, QualityReport
 
     started = time.perf_counter()
-    metadata = _sdmetrics_metadata(graph, sdtypes, real)
-    real_s = consistent_sample(real, graph, sample_rows, seed)
-    synth_s = consistent_sample(synthetic, graph, sample_rows, seed + 1)
+    real_s = with_joined_keys(consistent_sample(real, graph, sample_rows, seed), graph)
+    synth_s = with_joined_keys(consistent_sample(synthetic, graph, sample_rows, seed + 1), graph)
+    metadata = _sdmetrics_metadata(graph, sdtypes, real_s)
     real_q = {t: _coerce(real_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
     synth_q = {t: _coerce(synth_s[t], metadata["tables"][t]["columns"]) for t in graph.tables}
     out: dict[str, Any] = {
@@ -202,8 +237,8 @@ def sdmetrics_reports(
     left_out = len(graph.relations) - len(metadata["relationships"])
     if left_out:
         out["notes"].append(
-            f"{left_out} composite or non-primary-key relationship(s) are not in the SDMetrics "
-            "reports (its metadata has no composite keys); see cardinality"
+            f"{left_out} relationship(s) referencing a parent column that is not its primary "
+            "key are not in the SDMetrics reports; see cardinality"
         )
     for label, cls in (("quality", QualityReport), ("diagnostic", DiagnosticReport)):
         try:
