@@ -104,9 +104,13 @@ GENERATOR_PARAMS: dict[GeneratorType, frozenset[str]] = {
 }
 """Hyper-parameters each generator accepts in ``generator.params`` (camelCase)."""
 
-COMMON_GENERATOR_PARAMS = frozenset({"preprocessorEpsilonFraction", "useGpu", "sequenceEpochs"})
-"""Parameters every generator accepts (ignored where they do not apply; ``sequenceEpochs``:
-training epochs of the core engine's sequence model, SDV PAR, for ordered histories)."""
+COMMON_GENERATOR_PARAMS = frozenset(
+    {"preprocessorEpsilonFraction", "useGpu", "sequenceEpochs", "sequenceModel"}
+)
+"""Parameters every generator accepts (ignored where they do not apply). For ordered
+histories in the core engine: ``sequenceModel`` (``auto``, ``wide``: a GaussianCopula over
+each history as one row, ``par``: SDV PAR; ``auto`` takes wide up to 64 events per history)
+and ``sequenceEpochs`` (PAR's training epochs)."""
 
 
 class GeneratorSpec(_Model):

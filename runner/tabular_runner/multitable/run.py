@@ -457,12 +457,25 @@ def stage_train(
         strategy = HmaStrategy(graph, seed=spec.seed, hints=hints)
     else:
         assert choice.table_generator is not None
-        table_params = {k: v for k, v in generator.params.items() if k != "sequenceEpochs"}
+        sequence_params = {"sequenceEpochs", "sequenceModel"}
+        table_params = {k: v for k, v in generator.params.items() if k not in sequence_params}
         table_generator = GeneratorSpec(
             type=choice.table_generator,
             params=table_params if generator.type is choice.table_generator else {},
         )
-        from tabular_runner.multitable.sequences import DEFAULT_SEQUENCE_EPOCHS, check_sequences
+        from tabular_runner.multitable.sequences import (
+            DEFAULT_SEQUENCE_EPOCHS,
+            SEQUENCE_MODELS,
+            check_sequences,
+        )
+
+        sequence_model = str(generator.params.get("sequenceModel", "auto"))
+        if sequence_model not in SEQUENCE_MODELS:
+            raise UserInputError(
+                "spec.generator.params.sequenceModel",
+                f"unknown model of histories {sequence_model!r}",
+                f"use one of: {', '.join(SEQUENCE_MODELS)}",
+            )
 
         strategy = IndependentStrategy(
             graph,
@@ -471,6 +484,7 @@ def stage_train(
             hints=hints,
             order_kinds=check_sequences(graph, frames),
             sequence_epochs=int(generator.params.get("sequenceEpochs", DEFAULT_SEQUENCE_EPOCHS)),
+            sequence_model=sequence_model,
             context=choice.strategy == "context",
         )
     strategy.fit(frames, train_rows, progress=_stage_progress(ctx, "train"))

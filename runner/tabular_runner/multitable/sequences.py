@@ -436,3 +436,175 @@ def _one_table(sampled: Any) -> pd.DataFrame:
         frame: pd.DataFrame = next(iter(sampled.values()))
         return frame
     return pd.DataFrame(sampled)
+
+
+WIDE_MAX_EVENTS = 64
+"""The longest history :class:`WideHistoryModel` takes (``sequenceModel: auto`` picks PAR
+above it): a wide row has a column per event and attribute."""
+
+SEQUENCE_MODELS = ("auto", "wide", "par")
+"""Values of ``generator.params.sequenceModel`` (the core engine's model of histories)."""
+
+_LENGTH = "__length"
+
+
+def _wide_name(column: str, position: int) -> str:
+    return f"__e{position}__{column}"
+
+
+@dataclass
+class WideHistoryModel:
+    """Each history as one wide row, modelled by a GaussianCopula with its parent's columns.
+
+    A parent's history becomes one row: its length, the first order value and the steps
+    between consecutive events, and each attribute at each position (``__e<i>__<column>``),
+    beside the parent's context columns. One copula over these rows learns how an entity's
+    values at different times go together (a chick heavy at day 10 is heavy at day 20), the
+    length, and the parent's influence; histories are drawn *given* the synthetic parent and
+    the length drawn from the modelled child counts (exact conditioning in the copula's
+    latent space, :func:`tabular_runner.generators.conditional.copula_given`). Steps are
+    kept non-negative, so histories come out in order. For histories up to
+    :data:`WIDE_MAX_EVENTS` events; longer ones go to :class:`ParSequenceModel`.
+    """
+
+    order_by: str
+    kind: str
+    attributes: list[str]
+    context: list[str]
+    seed: int = 0
+    name: str = "gaussian_copula (wide histories)"
+    width: int = 0
+    synthesizer: Any = None
+    fit_seconds: float = 0.0
+    step_medians: list[float] = field(default_factory=list)
+
+    def fit(
+        self,
+        histories: pd.DataFrame,
+        parents: pd.DataFrame,
+        key: Key,
+        parent_key: Key,
+        sdtypes: Mapping[str, str],
+    ) -> None:
+        """Fit on the histories (one wide row per parent) and their parents' context."""
+        import time
+
+        from tabular_runner.generators import create_synthesizer
+        from tabular_runner.generators.base import FitContext
+        from tabular_runner.spec import GeneratorSpec, GeneratorType
+
+        started = time.perf_counter()
+        events = histories[[self.order_by, *self.attributes]].copy()
+        events[self.order_by] = self._numbers(events[self.order_by])
+        events.insert(0, ENTITY, key_strings(histories, key).to_numpy())
+        events = events[events[ENTITY].notna()].sort_values([ENTITY, self.order_by], kind="stable")
+        steps = events.groupby(ENTITY, sort=False)[self.order_by].diff()
+        first = steps.isna()
+        events[self.order_by] = steps.where(~first, events[self.order_by])
+        events["__position"] = events.groupby(ENTITY, sort=False).cumcount()
+        self.width = int(events["__position"].max()) + 1 if len(events) else 0
+        wide = self._widen(events)
+        self.step_medians = [
+            float(v) if pd.notna(v) else 0.0
+            for v in (
+                events.groupby("__position")[self.order_by].median().reindex(range(self.width))
+            )
+        ]
+        ctx = parents[self.context].copy()
+        ctx.columns = [_CONTEXT_PREFIX + c for c in self.context]
+        ctx[ENTITY] = key_strings(parents, parent_key).to_numpy()
+        wide = wide.merge(ctx, on=ENTITY, how="left").drop(columns=[ENTITY])
+        categorical = {"categorical", "boolean"}
+        kinds = {
+            c: ("categorical" if sdtypes.get(_source_column(c)) in categorical else "numeric")
+            for c in wide.columns
+        }
+        synthesizer = create_synthesizer(GeneratorSpec(type=GeneratorType.GAUSSIAN_COPULA), None)
+        synthesizer.fit(
+            wide,
+            FitContext(
+                seed=self.seed,
+                categorical_columns=[c for c, k in kinds.items() if k == "categorical"],
+                numerical_columns=[c for c, k in kinds.items() if k == "numeric"],
+            ),
+        )
+        self.synthesizer = synthesizer
+        self.fit_seconds = round(time.perf_counter() - started, 3)
+
+    def _numbers(self, values: pd.Series) -> pd.Series:
+        ordered = order_values(values, self.kind)
+        if self.kind == "datetime":
+            return ordered.astype("int64").astype(float) / 1e9  # seconds
+        return ordered.astype(float)
+
+    def _widen(self, events: pd.DataFrame) -> pd.DataFrame:
+        lengths = events.groupby(ENTITY, sort=False).size()
+        out = pd.DataFrame({ENTITY: lengths.index, _LENGTH: lengths.to_numpy()})
+        for column in [self.order_by, *self.attributes]:
+            table = events.pivot(index=ENTITY, columns="__position", values=column)
+            table = table.reindex(index=out[ENTITY], columns=range(self.width))
+            for position in range(self.width):
+                out[_wide_name(column, position)] = table[position].to_numpy()
+        return out
+
+    def sample(
+        self, parents: pd.DataFrame, parent_key: Key, seed: int, lengths: Array | None = None
+    ) -> pd.DataFrame:
+        """One history per parent row given, of the given length (``ENTITY``: parent key)."""
+        from tabular_runner.generators.base import SampleRequest
+
+        if self.synthesizer is None:
+            raise EngineError("wide histories: sample() called before fit()")
+        keep = [ENTITY, self.order_by, *self.attributes]
+        if parents.empty:
+            return pd.DataFrame(columns=keep)
+        given = parents[self.context].reset_index(drop=True).copy()
+        given.columns = [_CONTEXT_PREFIX + c for c in self.context]
+        if lengths is not None:
+            given[_LENGTH] = np.minimum(np.asarray(lengths), self.width)
+        drawn = self.synthesizer.sample_controlled(
+            len(parents), seed, SampleRequest(given=given)
+        ).reset_index(drop=True)
+        counts = (
+            np.asarray(given[_LENGTH], dtype=np.int64)
+            if lengths is not None
+            else np.clip(
+                np.rint(pd.to_numeric(drawn[_LENGTH], errors="coerce").fillna(1)), 1, self.width
+            ).astype(np.int64)
+        )
+        entities = key_strings(parents, parent_key).to_numpy()
+        rows = np.repeat(np.arange(len(parents)), counts)
+        positions = np.concatenate([np.arange(n) for n in counts]) if len(rows) else rows
+        out = pd.DataFrame({ENTITY: entities[rows]})
+        steps = np.empty(len(rows), dtype=float)
+        for column in [self.order_by, *self.attributes]:
+            values = np.empty(len(rows), dtype=object)
+            for position in range(self.width):
+                at = positions == position
+                if at.any():
+                    values[at] = drawn[_wide_name(column, position)].to_numpy(dtype=object)[
+                        rows[at]
+                    ]
+            if column == self.order_by:
+                steps = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+            else:
+                series = pd.Series(values, dtype=drawn[_wide_name(column, 0)].dtype)
+                # A gap in a drawn history (the copula's missing cell): the previous event's
+                # value, as the entity's last known state.
+                out[column] = series.groupby(out[ENTITY].to_numpy(), sort=False).ffill()
+        medians = np.asarray(self.step_medians, dtype=float)[positions] if len(rows) else steps
+        steps = np.where(np.isnan(steps), medians, steps)
+        steps = np.where(positions > 0, np.maximum(steps, 0.0), steps)
+        order = pd.Series(steps).groupby(out[ENTITY].to_numpy(), sort=False).cumsum()
+        if self.kind == "datetime":
+            out[self.order_by] = pd.to_datetime(order * 1e9, unit="ns")
+        else:
+            out[self.order_by] = order.to_numpy()
+        return out[keep].reset_index(drop=True)
+
+
+def _source_column(wide: str) -> str:
+    """``__e3__weight`` → ``weight``; ``__ctx_Diet`` → ``Diet``; others unchanged."""
+    if wide.startswith("__e") and "__" in wide[3:]:
+        return wide[3:].split("__", 1)[1]
+    return wide.removeprefix(_CONTEXT_PREFIX)

@@ -51,7 +51,9 @@ from tabular_runner.multitable.keys import fresh_identifiers, make_unique
 from tabular_runner.multitable.sequences import (
     DEFAULT_SEQUENCE_EPOCHS,
     ENTITY,
+    WIDE_MAX_EVENTS,
     ParSequenceModel,
+    WideHistoryModel,
     sort_histories,
 )
 from tabular_runner.spec import DP_GENERATORS, GeneratorSpec, GeneratorType
@@ -319,6 +321,9 @@ class IndependentStrategy:
     hints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     order_kinds: Mapping[int, str] = field(default_factory=dict)
     sequence_epochs: int = DEFAULT_SEQUENCE_EPOCHS
+    sequence_model: str = "auto"
+    """The core engine's model of histories: ``wide``, ``par`` or ``auto`` (wide up to
+    :data:`~tabular_runner.multitable.sequences.WIDE_MAX_EVENTS` events per history)."""
     context: bool = False
     """The context strategy: every child by TabularARGN with its parent as context."""
     plans: dict[str, _TablePlan] = field(default_factory=dict)
@@ -442,9 +447,23 @@ class IndependentStrategy:
             model = ArgnContextModel(rel.order_by, kind, attributes, context, params, self.seed)
         else:
             assert rel.order_by is not None
-            model = ParSequenceModel(
-                rel.order_by, kind, attributes, context, self.sequence_epochs, self.seed
-            )
+            owners = key_strings(real, rel.child_key).dropna()
+            longest = int(owners.value_counts().max()) if len(owners) else 0
+            if self.sequence_model == "wide" and longest > WIDE_MAX_EVENTS:
+                raise UserInputError(
+                    "spec.generator.params.sequenceModel",
+                    f"wide histories take at most {WIDE_MAX_EVENTS} events per "
+                    f"{rel.parent} row; {plan.name} has up to {longest}",
+                    "use sequenceModel: par (or auto)",
+                )
+            if self.sequence_model == "wide" or (
+                self.sequence_model == "auto" and longest <= WIDE_MAX_EVENTS
+            ):
+                model = WideHistoryModel(rel.order_by, kind, attributes, context, self.seed)
+            else:
+                model = ParSequenceModel(
+                    rel.order_by, kind, attributes, context, self.sequence_epochs, self.seed
+                )
         model.fit(
             real.iloc[train_rows[plan.name]],
             parent_plan.real.iloc[train_rows[rel.parent]],
