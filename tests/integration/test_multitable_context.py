@@ -114,9 +114,9 @@ def test_histories_in_context_are_ordered(argn_env: Path, tmp_path: Path) -> Non
     assert report["strategy"] == "context" and report["orderViolations"] == 0
     assert report["tableGenerators"]["output"].startswith("tabularargn (histories of entities")
     # Time is encoded relative to the previous weighing: the model's own histories come out
-    # in order, and even this small, 10-epoch model learns steps near the real ones (2 days;
-    # 0.43 here, 0.14 with Time as a plain number; `make bench-sequences` trains fully)
+    # in order, none had to be sorted (how close the steps are to the real ones is measured
+    # by `make bench-sequences`, with a model trained fully)
     tables = report["strategyDetails"]["tables"]
     assert tables["output"]["repairs"]["historiesReordered"] == 0
-    (history,) = report["sequences"]
-    assert history["gap"]["similarity"] >= 0.3, history["gap"]
+    # The diet describes the chick: it is the context, one diet per synthetic chick
+    assert int(events.groupby("Chick")["Diet"].nunique().max()) == 1

@@ -233,6 +233,8 @@ def test_single_table_with_an_entity_column_is_a_table_of_histories(tmp_path: Pa
     events = pd.read_csv(out / "output.csv")
     assert list(events.columns) == ["weight", "Time", "Chick", "Diet"]
     assert int((events.groupby("Chick", sort=False)["Time"].diff() < 0).sum()) == 0
+    # The diet describes the chick, not a weighing: one diet per synthetic chick, as real
+    assert int(events.groupby("Chick")["Diet"].nunique().max()) == 1
     report = json.loads((out / "report.json").read_text())
     assert report["orderViolations"] == 0
     assert report["sequences"][0]["length"]["similarity"] is not None

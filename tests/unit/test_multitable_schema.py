@@ -414,18 +414,20 @@ def test_primary_relation_prefers_the_composite_key() -> None:
 
 
 @pytest.mark.parametrize(
-    ("generator", "graph", "rows", "strategy"),
+    ("generator", "graph", "strategy", "table_generator"),
     [
-        ("auto", "small", 1_000, "hma"),
-        ("auto", "small", 1_000_000, "independent"),
-        ("auto", "deep", 1_000, "independent"),
-        ("hma", "small", 1_000_000, "hma"),
-        ("gaussian_copula", "small", 1_000, "independent"),
-        ("tvae", "deep", 1_000, "independent"),
+        ("auto", "small", "independent", "gaussian_copula"),
+        ("auto", "deep", "independent", "gaussian_copula"),
+        ("hma", "small", "hma", None),
+        ("gaussian_copula", "small", "independent", "gaussian_copula"),
+        ("tvae", "deep", "independent", "tvae"),
+        ("tabularargn", "small", "context", "tabularargn"),
     ],
-    ids=["auto-small", "auto-large", "auto-deep", "hma-explicit", "copula", "tvae-deep"],
+    ids=["auto-small", "auto-deep", "hma-explicit", "copula", "tvae-deep", "tabularargn"],
 )
-def test_choose_strategy(generator: str, graph: str, rows: int, strategy: str) -> None:
+def test_choose_strategy(
+    generator: str, graph: str, strategy: str, table_generator: str | None
+) -> None:
     # Setup
     small = build_graph(
         _spec(
@@ -436,17 +438,20 @@ def test_choose_strategy(generator: str, graph: str, rows: int, strategy: str) -
     chosen_graph = small if graph == "small" else build_graph(CHAIN)
 
     # Run
-    choice = choose_strategy(chosen_graph, GeneratorSpec(type=generator), rows)
+    choice = choose_strategy(chosen_graph, GeneratorSpec(type=generator))
 
-    # Assert
+    # Assert: auto is conditional GaussianCopula children whatever the size (HMA and the
+    # context strategy on request only)
     assert choice.strategy == strategy
+    chosen = choice.table_generator.value if choice.table_generator else None
+    assert chosen == table_generator
     assert choice.reason
 
 
 def test_hma_on_a_deep_composite_schema_is_refused_with_reasons() -> None:
     # Setup / Run
     with pytest.raises(UserInputError) as caught:
-        choose_strategy(COMPOSITE, GeneratorSpec(type="hma"), 10)
+        choose_strategy(COMPOSITE, GeneratorSpec(type="hma"))
 
     # Assert
     assert caught.value.field == "spec.generator.type"
@@ -457,45 +462,7 @@ def test_hma_on_a_deep_composite_schema_is_refused_with_reasons() -> None:
 
 def test_dp_generators_are_refused_for_multi_table() -> None:
     with pytest.raises(UserInputError, match="multi-table DP"):
-        choose_strategy(build_graph(CHAIN), GeneratorSpec(type="mst"), 10)
-
-
-@pytest.mark.parametrize(
-    ("generator", "params", "argn", "rows", "strategy"),
-    [
-        ("auto", {}, True, 10_000, "context"),
-        ("auto", {}, True, 3_000, "hma"),
-        ("auto", {}, False, 10_000, "independent"),
-        ("auto", {"timeBudgetSeconds": 20}, True, 10_000, "independent"),
-        ("tabularargn", {}, False, 3_000, "context"),
-    ],
-    ids=[
-        "auto-argn-hma-does-not-fit",
-        "auto-hma-fits-first",
-        "auto-core-only",
-        "auto-budget-too-small",
-        "tabularargn",
-    ],
-)
-def test_choose_the_context_strategy(
-    generator: str, params: dict[str, Any], argn: bool, rows: int, strategy: str
-) -> None:
-    largest = (2_000, 10)
-    # Setup
-    graph = build_graph(
-        _spec(
-            [{"name": "a", "source": {"uri": "file://a.csv"}, "primaryKey": "id"}, "b"],
-            [_rel("a", "b")],
-        )
-    )
-
-    # Run
-    choice = choose_strategy(
-        graph, GeneratorSpec(type=generator, params=params), rows, argn, largest
-    )
-
-    # Assert
-    assert choice.strategy == strategy, choice.reason
+        choose_strategy(build_graph(CHAIN), GeneratorSpec(type="mst"))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Public API::
     run_multitable(schema, job, out_store, ctx) -> report dict   # the three stages in a row
     MULTITABLE_STAGES[stage](schema, job, store, ctx) -> result  # one stage (tabular-runner stage)
     build_graph(schema.spec) -> SchemaGraph                      # structural validation
-    choose_strategy(graph, generator, total_rows) -> StrategyChoice
+    choose_strategy(graph, generator) -> StrategyChoice
 
 Modules: :mod:`.graph` (validation, order, depth), :mod:`.integrity` (keys, orphans,
 violations), :mod:`.cardinality` (children per parent), :mod:`.keys` (primary keys),

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -229,7 +229,48 @@ def _derive_entities(
             f"{int(child[entity].isna().sum())} row(s) of the source name no entity",
             "fill or drop them: every event belongs to an entity",
         )
-    return child[[entity]].drop_duplicates().reset_index(drop=True)
+    columns = entity_columns(child, entity, rel.order_by)
+    return child[[entity, *columns]].drop_duplicates(subset=[entity]).reset_index(drop=True)
+
+
+def entity_columns(frame: pd.DataFrame, entity: str, order_by: str | None) -> list[str]:
+    """Columns of an event table that never change within an entity (a chick's diet).
+
+    They describe the entity, not its events: a history job models them once per entity
+    (the parent's columns, the histories' context) and writes them back on every event, so
+    they stay constant within each synthetic history as in the real one.
+    """
+    others = [c for c in frame.columns if c not in (entity, order_by)]
+    if not others or frame.empty:
+        return []
+    distinct = frame.groupby(entity, sort=False)[others].nunique(dropna=False).max()
+    return [c for c in others if int(distinct[c]) <= 1]
+
+
+def _entity_view(
+    output: pd.DataFrame, rel: Relation, columns: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A written history table split back into its entities and its events."""
+    entities = output[[*rel.child_key, *columns]].drop_duplicates(subset=list(rel.child_key))
+    entities.columns = [*rel.parent_key, *columns]
+    return entities.reset_index(drop=True), output.drop(columns=columns)
+
+
+def _with_entity_columns(
+    histories: pd.DataFrame, entities: pd.DataFrame, rel: Relation
+) -> pd.DataFrame:
+    """Events with their entity's columns, each placed right after the entity column."""
+    columns = [c for c in entities.columns if c not in rel.parent_key]
+    if not columns:
+        return histories
+    lookup = entities.rename(columns=dict(zip(rel.parent_key, rel.child_key, strict=True)))
+    joined = histories.merge(lookup, on=list(rel.child_key), how="left")
+    order = []
+    for column in histories.columns:
+        order.append(column)
+        if column == rel.child_key[-1]:
+            order.extend(columns)
+    return joined[order]
 
 
 def load_tables(
@@ -268,6 +309,9 @@ def load_tables(
     derived = _derived(schema)
     if derived is not None:
         frames[derived] = _derive_entities(schema, frames, derived)
+        child = next(r.child for r in schema.spec.relationships if r.parent == derived)
+        described = [str(c) for c in frames[derived].columns[1:]]  # after the entity key
+        frames[child] = frames[child].drop(columns=described)
     return frames, hints
 
 
@@ -427,15 +471,7 @@ def stage_train(
 
     from tabular_runner import engines
 
-    total_rows = sum(len(f) for f in frames.values())
-    largest = max(frames.values(), key=len)
-    choice = choose_strategy(
-        graph,
-        generator,
-        total_rows,
-        argn=engines.auto_may_use(engines.ARGN),
-        largest_table=(len(largest), largest.shape[1]),
-    )
+    choice = choose_strategy(graph, generator)
     if choice.strategy == "context" and engines.current_engine() != engines.ARGN:
         # TabularARGN lives in the argn engine: the same stage runs again there.
         ctx.progress("train", 3, 3, f"{choice.strategy} strategy: continuing in the argn engine")
@@ -621,10 +657,16 @@ def stage_generate(
     ctx.progress("generate", 3, 4, "writing tables")
     step = clock()
     fmt = DataFormat(spec.output.format)
+    derived = _derived(schema)
+    if derived is not None:  # the entities' own columns go back on their events
+        (history,) = graph.children_of(derived)
+        synthetic[history.child] = _with_entity_columns(
+            synthetic[history.child], synthetic[derived], history
+        )
     uris = {
         t: write_table(synthetic[t], store, f"{t}.{fmt.value}", fmt)
         for t in graph.order
-        if t != _derived(schema)  # derived entities are the histories' keys, not a file
+        if t != derived  # derived entities are the histories' keys, not a file
     }
     result: dict[str, Any] = {
         "stage": "generate",
@@ -646,7 +688,11 @@ def stage_generate(
 
 
 def _read_synthetic(
-    store: ArtifactStore, graph: SchemaGraph, fmt: DataFormat, derived: str | None
+    store: ArtifactStore,
+    graph: SchemaGraph,
+    fmt: DataFormat,
+    derived: str | None,
+    entity_cols: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
     from tabular_runner.storage.tables import read_table
 
@@ -664,11 +710,11 @@ def _read_synthetic(
                     "run the earlier stage first"
                 ) from None
             synthetic[table] = read_table(f"file://{local}", fmt, base_dir=None, s3=None)
-    if derived is not None:  # the entities are the keys the histories name
+    if derived is not None:  # the entities: the keys the histories name, and their columns
         (rel,) = graph.children_of(derived)
-        entities = synthetic[rel.child][list(rel.child_key)].drop_duplicates()
-        entities.columns = list(rel.parent_key)
-        synthetic[derived] = entities.reset_index(drop=True)
+        synthetic[derived], synthetic[rel.child] = _entity_view(
+            synthetic[rel.child], rel, list(entity_cols)
+        )
     return synthetic
 
 
@@ -694,8 +740,13 @@ def stage_validate(
     ctx.progress("validate", 0, 3, "reading tables")
     frames, _, _ = _read_database(schema, graph, ctx)
     _check_unchanged(frames, train_result)
+    derived = _derived(schema)
     synthetic = _read_synthetic(
-        store, graph, DataFormat(generate_result["outputFormat"]), _derived(schema)
+        store,
+        graph,
+        DataFormat(generate_result["outputFormat"]),
+        derived,
+        [str(c) for c in frames[derived].columns[1:]] if derived is not None else [],
     )
     analyses: dict[str, TableAnalysis] | None = None
     if train_result["strategy"] != "hma":

