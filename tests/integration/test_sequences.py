@@ -139,6 +139,9 @@ def test_histories_are_ordered_with_real_lengths(
     if model == "auto":  # a chick's weighings drawn together: its growth is kept
         # (PAR at 8 epochs: about 0.3; make bench-sequences)
         assert sequence["perEntity"]["weight"]["change"]["similarity"] >= 0.6, sequence
+        # whole grams and days, as in the source
+        assert pd.api.types.is_integer_dtype(weights["weight"])
+        assert pd.api.types.is_integer_dtype(weights["Time"])
     html = (out / "report.html").read_text()
     assert "Ordered histories" in html and "Privacy of linked rows" in html
 
@@ -256,3 +259,27 @@ def test_sequence_order_column_missing_names_the_sequence_field(
     err = capsys.readouterr().err.strip()
     assert code == 2 and not out.exists()
     assert err.startswith("error: spec.sequence.orderBy") and "no column 'Day'" in err, err
+
+
+def test_histories_ordered_by_dates_keep_their_steps(tmp_path: Path) -> None:
+    # Setup: ChickWeight with a calendar day instead of the day number
+    weights = datasets.load("chickweight")
+    start = pd.Timestamp("2020-01-01")
+    weights["Day"] = (start + pd.to_timedelta(weights["Time"], unit="D")).dt.strftime("%Y-%m-%d")
+    data = tmp_path / "chickweight-dates.csv"
+    weights.drop(columns=["Time"]).to_csv(data, index=False)
+    manifest = _write(tmp_path, [_sequence_job(data, "Day")])
+    out = tmp_path / "out"
+
+    # Run
+    code = main(["run", str(manifest), "--out", str(out), "--quiet"])
+
+    # Assert: dates in order within each chick, two days apart as in the real weighings
+    assert code == 0
+    events = pd.read_csv(out / "output.csv", parse_dates=["Day"])
+    steps = events.groupby("Chick", sort=False)["Day"].diff().dropna().dt.days
+    assert int((steps < 0).sum()) == 0
+    assert steps.median() == 2
+    report = json.loads((out / "report.json").read_text())
+    assert report["tableGenerators"]["output"].startswith("gaussian_copula (wide histories)")
+    assert report["sequences"][0]["gap"]["unit"] == "days"

@@ -477,6 +477,8 @@ class WideHistoryModel:
     synthesizer: Any = None
     fit_seconds: float = 0.0
     step_medians: list[float] = field(default_factory=list)
+    dtypes: Any = None
+    """The real columns' dtypes (integers come back as integers)."""
 
     def fit(
         self,
@@ -494,6 +496,8 @@ class WideHistoryModel:
         from tabular_runner.spec import GeneratorSpec, GeneratorType
 
         started = time.perf_counter()
+        typed = self.attributes if self.kind == "datetime" else [self.order_by, *self.attributes]
+        self.dtypes = histories[typed].dtypes
         events = histories[[self.order_by, *self.attributes]].copy()
         events[self.order_by] = self._numbers(events[self.order_by])
         events.insert(0, ENTITY, key_strings(histories, key).to_numpy())
@@ -600,6 +604,11 @@ class WideHistoryModel:
             out[self.order_by] = pd.to_datetime(order * 1e9, unit="ns")
         else:
             out[self.order_by] = order.to_numpy()
+        from tabular_runner.generators import conform
+
+        typed = conform(out[list(self.dtypes.index)], self.dtypes)
+        for column in typed.columns:
+            out[column] = typed[column]
         return out[keep].reset_index(drop=True)
 
 
