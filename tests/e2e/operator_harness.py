@@ -270,6 +270,23 @@ def wait_phase(
     return result
 
 
+def wait_complete(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    *,
+    timeout: float = 300,
+    operator: OperatorProcess | None = None,
+) -> dict[str, Any]:
+    """The job once it has finished, asserted COMPLETE (else its error message is shown)."""
+    job = wait_phase(
+        cluster, namespace, name, ["COMPLETE", "FAILED"], timeout=timeout, operator=operator
+    )
+    status = job["status"]
+    assert status["phase"] == "COMPLETE", status.get("errorMessage")
+    return job
+
+
 def runner_processes(uid: str, stage: str) -> list[int]:
     """PIDs of the stage processes (``tabular-runner stage <stage>``) of the job with ``uid``."""
     found = []

@@ -374,9 +374,7 @@ class ParSequenceModel:
         table[self.order_by] = order_values(table[self.order_by], self.kind)
         table.insert(0, ENTITY, entity.to_numpy())
         if self.context:
-            ctx = parents[self.context].copy()
-            ctx.columns = [_CONTEXT_PREFIX + c for c in self.context]
-            ctx[ENTITY] = key_strings(parents, parent_key).to_numpy()
+            ctx = _prefixed_context(parents, self.context, key_strings(parents, parent_key))
             table = table.merge(ctx, on=ENTITY, how="left")
         return table[table[ENTITY].notna()].reset_index(drop=True)
 
@@ -415,9 +413,7 @@ class ParSequenceModel:
         self, parents: pd.DataFrame, entities: Array, length: int | None
     ) -> pd.DataFrame:
         if self.context:
-            ctx = parents[self.context].reset_index(drop=True).copy()
-            ctx.columns = [_CONTEXT_PREFIX + c for c in self.context]
-            ctx.insert(0, ENTITY, entities)
+            ctx = _prefixed_context(parents, self.context, entities)
             return _one_table(
                 self.model.sample_sequential_columns(context_columns=ctx, sequence_length=length)
             )
@@ -428,6 +424,17 @@ class ParSequenceModel:
         names = pd.unique(sampled[ENTITY])
         sampled[ENTITY] = sampled[ENTITY].map(dict(zip(names, entities, strict=False)))
         return sampled
+
+
+def _prefixed_context(
+    parents: pd.DataFrame, context: list[str], entities: pd.Series | Array | None = None
+) -> pd.DataFrame:
+    """The parents' context columns, named ``__ctx_<column>``; first ``ENTITY`` if given."""
+    ctx = parents[context].reset_index(drop=True).copy()
+    ctx.columns = [_CONTEXT_PREFIX + c for c in context]
+    if entities is not None:
+        ctx.insert(0, ENTITY, np.asarray(entities, dtype=object))
+    return ctx
 
 
 def _one_table(sampled: Any) -> pd.DataFrame:
@@ -514,9 +521,7 @@ class WideHistoryModel:
                 events.groupby("__position")[self.order_by].median().reindex(range(self.width))
             )
         ]
-        ctx = parents[self.context].copy()
-        ctx.columns = [_CONTEXT_PREFIX + c for c in self.context]
-        ctx[ENTITY] = key_strings(parents, parent_key).to_numpy()
+        ctx = _prefixed_context(parents, self.context, key_strings(parents, parent_key))
         wide = wide.merge(ctx, on=ENTITY, how="left").drop(columns=[ENTITY])
         categorical = {"categorical", "boolean"}
         kinds = {
@@ -562,8 +567,7 @@ class WideHistoryModel:
         keep = [ENTITY, self.order_by, *self.attributes]
         if parents.empty:
             return pd.DataFrame(columns=keep)
-        given = parents[self.context].reset_index(drop=True).copy()
-        given.columns = [_CONTEXT_PREFIX + c for c in self.context]
+        given = _prefixed_context(parents, self.context)
         if lengths is not None:
             given[_LENGTH] = np.minimum(np.asarray(lengths), self.width)
         drawn = self.synthesizer.sample_controlled(
